@@ -1,0 +1,21 @@
+"""Field types shared by the event contracts."""
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, AwareDatetime, ConfigDict, Field, StringConstraints
+
+# Ids are opaque strings: booking-service uses UUIDs, other producers their own (unique per ce_source).
+Id = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
+Version = Annotated[int, Field(ge=1, description="Per-aggregate version: +1 on every change")]
+
+
+def _to_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+# Times travel in UTC; an offset is required on input so no one guesses a zone.
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+
+# Consumers ignore fields they do not know (tolerant reader), so producers can add fields safely.
+CONTRACT_CONFIG = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=True)

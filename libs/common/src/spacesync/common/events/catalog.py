@@ -1,0 +1,135 @@
+"""catalog.events payloads: locations, categories and spaces (full state after each change)."""
+
+import itertools
+import re
+from typing import Annotated, ClassVar, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints, model_validator
+
+from spacesync.common.events._types import CONTRACT_CONFIG, Id, UtcDatetime, Version
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
+_CLOCK = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")
+
+
+def _iana_zone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown IANA time zone {name!r}") from None
+    return name
+
+
+def _clock(value: str) -> str:
+    if not _CLOCK.match(value):
+        raise ValueError(f"{value!r} is not a local time HH:MM (00:00 to 24:00)")
+    return value
+
+
+TimeZoneName = Annotated[str, AfterValidator(_iana_zone), Field(examples=["Europe/London"])]
+Clock = Annotated[str, AfterValidator(_clock), Field(examples=["09:00", "24:00"])]
+
+
+def clock_minutes(value: str) -> int:
+    hours, minutes = value.split(":")
+    return int(hours) * 60 + int(minutes)
+
+
+class OpeningInterval(BaseModel):
+    """Open from `open` to `close` (local wall-clock time of the location, same day)."""
+
+    model_config = CONTRACT_CONFIG
+
+    open: Clock
+    close: Clock
+
+    @model_validator(mode="after")
+    def _close_after_open(self) -> Self:
+        if clock_minutes(self.close) <= clock_minutes(self.open):
+            raise ValueError(f"closes ({self.close}) must be after it opens ({self.open})")
+        return self
+
+
+DayHours = list[OpeningInterval]
+
+
+class OpeningHours(BaseModel):
+    """Opening hours per weekday; a day with no interval is closed."""
+
+    model_config = CONTRACT_CONFIG
+    WEEKDAYS: ClassVar[tuple[str, ...]] = (
+        "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+    monday: DayHours = []
+    tuesday: DayHours = []
+    wednesday: DayHours = []
+    thursday: DayHours = []
+    friday: DayHours = []
+    saturday: DayHours = []
+    sunday: DayHours = []
+
+    @model_validator(mode="after")
+    def _no_overlap(self) -> Self:
+        for day in self.WEEKDAYS:
+            intervals = sorted(getattr(self, day), key=lambda i: clock_minutes(i.open))
+            for before, after in itertools.pairwise(intervals):
+                if clock_minutes(after.open) < clock_minutes(before.close):
+                    raise ValueError(f"{day}: intervals {before.open}-{before.close} and "
+                                     f"{after.open}-{after.close} overlap")
+        return self
+
+    def on_weekday(self, weekday: int) -> DayHours:
+        """Intervals of a weekday, 0 = Monday as in datetime.weekday()."""
+        hours: DayHours = getattr(self, self.WEEKDAYS[weekday])
+        return hours
+
+
+class LocationState(BaseModel):
+    """Data of location.upserted."""
+
+    model_config = CONTRACT_CONFIG
+
+    location_id: Id
+    version: Version
+    name: Name
+    timezone: TimeZoneName
+    active: bool = True
+    updated_at: UtcDatetime
+
+
+class CategoryState(BaseModel):
+    """Data of category.upserted."""
+
+    model_config = CONTRACT_CONFIG
+
+    category_id: Id
+    location_id: Id
+    version: Version
+    name: Name
+    public_nicknames: bool = Field(description="Patrons may give a public nickname for their booking")
+    active: bool = True
+    updated_at: UtcDatetime
+
+
+class SpaceState(BaseModel):
+    """Data of space.upserted."""
+
+    model_config = CONTRACT_CONFIG
+
+    space_id: Id
+    location_id: Id
+    category_id: Id
+    version: Version
+    name: Name
+    slot_minutes: int = Field(ge=5, le=1440, description="Bookings start and end on this grid")
+    max_booking_minutes: int = Field(ge=5, le=1440, description="Longest continuous booking")
+    opening_hours: OpeningHours
+    active: bool = True
+    updated_at: UtcDatetime
+
+    @model_validator(mode="after")
+    def _max_fits_grid(self) -> Self:
+        if self.max_booking_minutes < self.slot_minutes:
+            raise ValueError("max_booking_minutes must be at least slot_minutes")
+        return self

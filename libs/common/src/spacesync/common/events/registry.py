@@ -1,0 +1,84 @@
+"""Which event types exist, on which topic, with which payload model."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+import orjson
+from pydantic import BaseModel, ValidationError
+
+from spacesync.common.events.booking import BookingState
+from spacesync.common.events.catalog import CategoryState, LocationState, SpaceState
+from spacesync.common.events.cloudevents import CloudEvent, InvalidEvent, describe_validation_error
+from spacesync.common.events.sync import BookingSyncState
+
+
+class Topic(StrEnum):
+    BOOKING_EVENTS = "booking.events"
+    CATALOG_EVENTS = "catalog.events"
+    EXCHANGE_SYNC = "exchange.sync"
+    EXCHANGE_FREEBUSY = "exchange.freebusy"
+
+
+@dataclass(frozen=True)
+class EventType:
+    ce_type: str
+    topic: Topic
+    model: type[BaseModel]
+    key: str
+    """Name of the payload field that is the Kafka key (and ce_subject)."""
+    description: str
+
+
+EVENT_TYPES: dict[str, EventType] = {
+    e.ce_type: e
+    for e in (
+        EventType("booking.created", Topic.BOOKING_EVENTS, BookingState, "booking_id",
+                  "A booking was made. Version 1."),
+        EventType("booking.updated", Topic.BOOKING_EVENTS, BookingState, "booking_id",
+                  "A booking changed: patron details, slots moved, added or cancelled."),
+        EventType("booking.cancelled", Topic.BOOKING_EVENTS, BookingState, "booking_id",
+                  "The whole booking was cancelled; every slot has status cancelled."),
+        EventType("location.upserted", Topic.CATALOG_EVENTS, LocationState, "location_id",
+                  "A location was created or changed."),
+        EventType("category.upserted", Topic.CATALOG_EVENTS, CategoryState, "category_id",
+                  "A category was created or changed."),
+        EventType("space.upserted", Topic.CATALOG_EVENTS, SpaceState, "space_id",
+                  "A space was created or changed."),
+        EventType("booking.synced", Topic.EXCHANGE_SYNC, BookingSyncState, "booking_id",
+                  "Every slot of the booking version is in its resource calendar (or removed)."),
+        EventType("booking.sync_failed", Topic.EXCHANGE_SYNC, BookingSyncState, "booking_id",
+                  "At least one slot could not be written to Exchange; each slot says why."),
+        EventType("booking.unsynced", Topic.EXCHANGE_SYNC, BookingSyncState, "booking_id",
+                  "The booking's appointments were removed from Exchange (cancelled or unpaired)."),
+    )
+}
+
+
+def parse_event(
+    headers: Mapping[str, str | bytes] | Iterable[tuple[str, bytes]],
+    value: bytes | None,
+    *,
+    topic: Topic | None = None,
+) -> tuple[CloudEvent, BaseModel]:
+    """Validates a Kafka record as one of our CloudEvents; raises InvalidEvent with a clear reason."""
+    event = CloudEvent.from_headers(headers)
+    known = EVENT_TYPES.get(event.type)
+    if known is None:
+        raise InvalidEvent(f"unknown ce_type {event.type!r}")
+    if topic is not None and known.topic is not topic:
+        raise InvalidEvent(f"ce_type {event.type!r} belongs on {known.topic.value}, not {topic.value}")
+    if not value:
+        raise InvalidEvent("empty value: the event data is missing")
+    try:
+        data = known.model.model_validate(orjson.loads(value))
+    except orjson.JSONDecodeError as error:
+        raise InvalidEvent(f"value is not JSON: {error}") from None
+    except ValidationError as error:
+        raise InvalidEvent(f"invalid {event.type} data: {describe_validation_error(error)}") from None
+    key = getattr(data, known.key)
+    if event.subject is not None and event.subject != key:
+        raise InvalidEvent(f"ce_subject {event.subject!r} does not match {known.key} {key!r}")
+    return event, data

@@ -1,0 +1,40 @@
+"""exchange.sync payloads: what the exchange-writer did with each slot of a booking."""
+
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, Field, StringConstraints
+
+from spacesync.common.events._types import CONTRACT_CONFIG, Id, UtcDatetime, Version
+
+
+class SlotSyncState(StrEnum):
+    PENDING = "pending"
+    SYNCED = "synced"
+    FAILED = "failed"
+    REMOVED = "removed"
+
+
+class SlotSync(BaseModel):
+    model_config = CONTRACT_CONFIG
+
+    slot_id: Id
+    space_id: Id
+    state: SlotSyncState
+    item_id: Annotated[str, StringConstraints(max_length=1000)] | None = Field(
+        default=None, description="Exchange ItemId: the Outlook/Exchange Sync ID")
+    change_key: Annotated[str, StringConstraints(max_length=1000)] | None = None
+    error: Annotated[str, StringConstraints(max_length=2000)] | None = None
+
+
+class BookingSyncState(BaseModel):
+    """Data of booking.synced, booking.sync_failed and booking.unsynced."""
+
+    model_config = CONTRACT_CONFIG
+
+    booking_id: Id
+    booking_source: Id = Field(description="ce_source of the booking's own events (ids are unique per source)")
+    booking_version: Version = Field(description="The booking version these results apply to")
+    sequence: Version = Field(description="Writer's per-booking sequence: +1 per published outcome")
+    slots: list[SlotSync]
+    observed_at: UtcDatetime

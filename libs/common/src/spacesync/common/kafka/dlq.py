@@ -1,0 +1,80 @@
+"""Dead-letter queue: an event that can never be processed goes to `<topic>.dlq`, and the consumer goes on.
+
+Invalid events (InvalidEvent: bad CloudEvents headers, unknown type, payload that fails its contract)
+are copied to the DLQ with the reason in headers, counted, and acknowledged. Any other error is
+treated as transient: the handler is retried after a back-off, and the offset is not committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import ConsumerRecord
+from faststream import BaseMiddleware
+from faststream._internal.basic_types import AsyncFuncAny
+from faststream.message import StreamMessage
+from prometheus_client import Counter
+
+from spacesync.common.events.cloudevents import InvalidEvent
+
+log = logging.getLogger(__name__)
+
+DLQ_EVENTS = Counter("spacesync_dlq_events_total", "Events sent to a dead-letter topic", ["topic", "group"])
+HANDLER_RETRIES = Counter(
+    "spacesync_consumer_retries_total", "Handler failures that will be retried", ["topic", "group"])
+
+MAX_BACKOFF_SECONDS = 30.0
+
+
+def dlq_topic(topic: str) -> str:
+    return f"{topic}.dlq"
+
+
+class DeadLetterMiddleware(BaseMiddleware):
+    # Consecutive transient failures per (topic, group): back off instead of spinning on a dead dependency.
+    _failures: dict[tuple[str, str], int] = {}
+
+    async def consume_scope(self, call_next: AsyncFuncAny, msg: StreamMessage[Any]) -> Any:
+        record = msg.raw_message
+        if not isinstance(record, ConsumerRecord):
+            return await call_next(msg)
+        group = getattr(self.context.get("handler_"), "group_id", None) or "-"
+        key = (record.topic, str(group))
+        try:
+            result = await call_next(msg)
+        except InvalidEvent as invalid:
+            await self._dead_letter(record, invalid.reason, str(group))
+            self._failures.pop(key, None)
+            return None
+        except Exception:
+            failures = self._failures.get(key, 0) + 1
+            self._failures[key] = failures
+            HANDLER_RETRIES.labels(record.topic, group).inc()
+            delay = min(MAX_BACKOFF_SECONDS, 0.2 * 2 ** min(failures, 10))
+            log.exception("event handler failed; retrying", extra={
+                "topic": record.topic, "partition": record.partition, "offset": record.offset,
+                "retry_in_seconds": delay})
+            await asyncio.sleep(delay)
+            raise
+        self._failures.pop(key, None)
+        return result
+
+    async def _dead_letter(self, record: ConsumerRecord[Any, Any], reason: str, group: str) -> None:
+        broker = self.context.get("broker")
+        headers = {k: v.decode("utf-8", "replace") for k, v in record.headers}
+        headers.update({
+            "dlq_reason": reason[:2000],
+            "dlq_source_topic": record.topic,
+            "dlq_source_partition": str(record.partition),
+            "dlq_source_offset": str(record.offset),
+            "dlq_consumer_group": group,
+            "dlq_failed_at": datetime.now(UTC).isoformat(),
+        })
+        await broker.publish(record.value or b"", dlq_topic(record.topic), key=record.key, headers=headers)
+        DLQ_EVENTS.labels(record.topic, group).inc()
+        log.warning("invalid event sent to the dead-letter topic", extra={
+            "topic": record.topic, "partition": record.partition, "offset": record.offset,
+            "reason": reason})

@@ -1,0 +1,197 @@
+"""Publishes committed outbox rows to Kafka in order, then marks them.
+
+One active relay per service schema (a session advisory lock; other replicas wait as hot standbys).
+LISTEN/NOTIFY wakes it when a transaction commits rows; a poll interval is the fallback.
+Rows are marked only after Kafka acknowledged them (idempotent producer, acks=all), so a crash or a
+Kafka outage re-sends a row with the same ce_id rather than losing it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any, Protocol
+
+import asyncpg
+from prometheus_client import Counter, Gauge
+
+from spacesync.common.db.pool import connect
+from spacesync.common.events.cloudevents import CloudEvent
+
+log = logging.getLogger(__name__)
+
+OUTBOX_BACKLOG = Gauge("spacesync_outbox_backlog", "Outbox rows not yet published", ["schema"])
+OUTBOX_OLDEST_AGE = Gauge(
+    "spacesync_outbox_oldest_unpublished_age_seconds", "Age of the oldest unpublished outbox row", ["schema"])
+OUTBOX_PUBLISHED = Counter("spacesync_outbox_published_total", "Outbox rows published", ["schema", "topic"])
+OUTBOX_PUBLISH_ERRORS = Counter(
+    "spacesync_outbox_publish_errors_total", "Outbox rows Kafka did not acknowledge", ["schema"])
+OUTBOX_RELAY_LEADER = Gauge("spacesync_outbox_relay_leader", "1 while this replica is the active relay", ["schema"])
+
+
+class RecordSender(Protocol):
+    async def send(
+        self, topic: str, *, key: bytes, value: bytes, headers: dict[str, str],
+    ) -> Awaitable[Any]:
+        """Hands one record to the producer; the returned awaitable resolves when Kafka acknowledged it."""
+        ...
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        *,
+        dsn: str,
+        schema: str,
+        sender: RecordSender,
+        source: str,
+        topic_name: Callable[[str], str] = lambda topic: topic,
+        batch_size: int = 500,
+        poll_interval: float = 1.0,
+        ack_timeout: float = 30.0,
+        retention: timedelta = timedelta(days=7),
+    ) -> None:
+        self._dsn = dsn
+        self._schema = schema
+        self._sender = sender
+        self._source = source
+        self._topic_name = topic_name
+        self._batch_size = batch_size
+        self._poll_interval = poll_interval
+        self._ack_timeout = ack_timeout
+        self._retention = retention
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._last_purge = 0.0
+        self.is_leader = False
+
+    async def run(self) -> None:
+        """Relays until stop(); survives Postgres and Kafka outages."""
+        backoff = self._poll_interval
+        while not self._stopping.is_set():
+            try:
+                await self._lead()
+                backoff = self._poll_interval
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as error:
+                log.warning("outbox relay lost its connection, retrying",
+                            extra={"schema": self._schema, "error": repr(error)})
+                await self._pause(backoff)
+                backoff = min(backoff * 2, 30.0)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+
+    async def _lead(self) -> None:
+        conn = await connect(self._dsn, self._schema)
+        try:
+            while not await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))",
+                                          f"outbox-relay:{self._schema}"):
+                await self._observe_backlog(conn)
+                if await self._pause(self._poll_interval):
+                    return
+            self._set_leader(True)
+            await conn.add_listener(f"{self._schema}_outbox", self._on_notify)
+            log.info("outbox relay active", extra={"schema": self._schema})
+            while not self._stopping.is_set():
+                self._wake.clear()
+                published, failed = await self._relay_batch(conn)
+                await self._observe_backlog(conn)
+                await self._purge_published(conn)
+                if failed:
+                    await self._pause(self._poll_interval * 2)
+                elif published < self._batch_size:
+                    await self._pause(self._poll_interval)
+        finally:
+            self._set_leader(False)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.close(), timeout=5)
+
+    def _on_notify(self, *_: object) -> None:
+        self._wake.set()
+
+    def _set_leader(self, leader: bool) -> None:
+        self.is_leader = leader
+        OUTBOX_RELAY_LEADER.labels(self._schema).set(1 if leader else 0)
+
+    async def _pause(self, seconds: float) -> bool:
+        """Waits for a NOTIFY, stop() or the timeout; True when stopping."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+        return self._stopping.is_set()
+
+    async def _relay_batch(self, conn: asyncpg.Connection[Any]) -> tuple[int, int]:
+        async with conn.transaction():
+            rows = await conn.fetch(
+                "SELECT seq, id, aggregateid, type, topic, created_at, payload::text AS payload"
+                " FROM outbox WHERE published_at IS NULL ORDER BY seq"
+                " LIMIT $1 FOR UPDATE SKIP LOCKED", self._batch_size)
+            if not rows:
+                return 0, 0
+            results = await self._send(rows)
+            done = [row["seq"] for row, error in zip(rows, results, strict=True) if error is None]
+            failed = [(row["seq"], error) for row, error in zip(rows, results, strict=True) if error]
+            if done:
+                await conn.execute(
+                    "UPDATE outbox SET published_at = now(), attempts = attempts + 1 WHERE seq = ANY($1)", done)
+                for row, error in zip(rows, results, strict=True):
+                    if error is None:
+                        OUTBOX_PUBLISHED.labels(self._schema, row["topic"]).inc()
+            if failed:
+                await conn.executemany(
+                    "UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE seq = $1",
+                    [(seq, error[:1000]) for seq, error in failed])
+                OUTBOX_PUBLISH_ERRORS.labels(self._schema).inc(len(failed))
+                log.warning("outbox rows not acknowledged by Kafka; will retry",
+                            extra={"schema": self._schema, "failed": len(failed), "error": failed[0][1]})
+            return len(done), len(failed)
+
+    async def _send(self, rows: list[asyncpg.Record]) -> list[str | None]:
+        """Sends every row, then waits for all acknowledgements; one error text (or None) per row.
+
+        Futures are never cancelled: the producer's own delivery timeout (shorter than ack_timeout) fails
+        them, so a record we count as failed is not still waiting in the producer to be sent twice.
+        """
+        futures: list[asyncio.Future[Any] | str] = []
+        for row in rows:
+            event = CloudEvent(id=str(row["id"]), source=self._source, type=row["type"],
+                               subject=row["aggregateid"], time=row["created_at"])
+            try:
+                sent = await asyncio.wait_for(self._sender.send(
+                    self._topic_name(row["topic"]), key=row["aggregateid"].encode(),
+                    value=row["payload"].encode(), headers=event.to_headers()), timeout=self._ack_timeout)
+                futures.append(asyncio.ensure_future(sent))
+            except Exception as error:
+                futures.append(repr(error))
+        waiting = [f for f in futures if not isinstance(f, str)]
+        if waiting:
+            await asyncio.wait(waiting, timeout=self._ack_timeout)
+        return [_outcome(f) for f in futures]
+
+    async def _observe_backlog(self, conn: asyncpg.Connection[Any]) -> None:
+        row = await conn.fetchrow(
+            "SELECT count(*) AS backlog, coalesce(extract(epoch FROM now() - min(created_at)), 0) AS oldest"
+            " FROM outbox WHERE published_at IS NULL")
+        assert row is not None
+        OUTBOX_BACKLOG.labels(self._schema).set(row["backlog"])
+        OUTBOX_OLDEST_AGE.labels(self._schema).set(float(row["oldest"]))
+
+    async def _purge_published(self, conn: asyncpg.Connection[Any]) -> None:
+        """Published rows are kept a while for inspection, then deleted (at most once a minute)."""
+        if time.monotonic() - self._last_purge < 60:
+            return
+        self._last_purge = time.monotonic()
+        await conn.execute("DELETE FROM outbox WHERE published_at < now() - $1::interval", self._retention)
+
+
+def _outcome(future: asyncio.Future[Any] | str) -> str | None:
+    if isinstance(future, str):
+        return future
+    if not future.done():
+        return "no acknowledgement from Kafka in time"
+    error = future.exception()
+    return None if error is None else (repr(error) or type(error).__name__)

@@ -1,0 +1,50 @@
+"""Configuration from environment variables (prefix SPACESYNC_), shared by every service."""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class KafkaSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SPACESYNC_KAFKA_", extra="ignore")
+
+    # KAFKA_BOOTSTRAP_SERVERS is honoured too: it is what most tooling and CI set.
+    bootstrap_servers: str = Field(
+        default="127.0.0.1:39092",
+        validation_alias=AliasChoices("SPACESYNC_KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS"),
+    )
+    # Prepended to every topic name, so environments (or test runs) can share one cluster.
+    topic_prefix: str = ""
+    topic_partitions: int = 6
+    topic_replication_factor: int = 1
+    client_id: str = "spacesync"
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+
+class PostgresSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SPACESYNC_POSTGRES_", extra="ignore")
+
+    dsn: SecretStr = Field(
+        default=SecretStr("postgresql://spacesync:spacesync@127.0.0.1:35432/spacesync"),
+        validation_alias=AliasChoices("SPACESYNC_POSTGRES_DSN", "DATABASE_URL"),
+    )
+    pool_min_size: int = 2
+    pool_max_size: int = 10
+
+
+class ServiceSettings(BaseSettings):
+    """Settings every service has; a service subclasses it for its own."""
+
+    model_config = SettingsConfigDict(env_prefix="SPACESYNC_", extra="ignore")
+
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    log_level: str = "INFO"
+    # Seconds the service waits for in-flight work when it gets SIGTERM.
+    shutdown_grace_seconds: float = 20.0
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    postgres: PostgresSettings = Field(default_factory=PostgresSettings)

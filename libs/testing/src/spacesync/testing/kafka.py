@@ -1,0 +1,85 @@
+"""A plain aiokafka consumer for tests: reads topics from the beginning and keeps every record."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from spacesync.testing.wait import wait_until
+
+
+@dataclass(frozen=True)
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    headers: dict[str, str]
+    value: bytes
+
+    @property
+    def json(self) -> Any:
+        return orjson.loads(self.value)
+
+    @property
+    def ce_type(self) -> str | None:
+        return self.headers.get("ce_type")
+
+
+class KafkaReader:
+    """Collects every record of some topics in the background (no consumer group, no commits)."""
+
+    def __init__(self, bootstrap: str, *topics: str) -> None:
+        self._consumer = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                          enable_auto_commit=False, group_id=None, metadata_max_age_ms=1000)
+        self.records: list[Record] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> KafkaReader:
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._collect())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._consumer.stop()
+
+    async def _collect(self) -> None:
+        async for message in self._consumer:
+            self.records.append(Record(
+                topic=message.topic, partition=message.partition, offset=message.offset,
+                key=message.key.decode() if message.key is not None else None,
+                headers={k: v.decode() for k, v in message.headers}, value=message.value or b""))
+
+    def by_key(self, key: str, topic: str | None = None) -> list[Record]:
+        return [r for r in self.records if r.key == key and (topic is None or r.topic == topic)]
+
+    async def wait_for(self, predicate: Any, *, count: int = 1, timeout: float = 30.0) -> list[Record]:
+        """Waits until at least `count` records match `predicate`; returns the matches."""
+        async def matches() -> list[Record] | None:
+            found = [r for r in self.records if predicate(r)]
+            return found if len(found) >= count else None
+
+        result: list[Record] = await wait_until(matches, timeout=timeout,
+                                                message=f"{count} matching Kafka record(s)")
+        return result
+
+
+async def produce(bootstrap: str, topic: str, value: bytes, *, key: bytes | None = None,
+                  headers: dict[str, str] | None = None) -> None:
+    """Publishes one raw record, as another producer (or a broken one) would."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, value, key=key,
+                                     headers=[(k, v.encode()) for k, v in (headers or {}).items()])
+    finally:
+        await producer.stop()

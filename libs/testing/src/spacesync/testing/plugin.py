@@ -1,0 +1,61 @@
+"""pytest fixtures: `infra` (real Kafka and PostgreSQL), a fresh database per run, unique topic prefixes."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+from spacesync.common.settings import KafkaSettings
+from spacesync.testing.infra import Infra, resolve_infra
+
+INFRA_FIXTURES = {"infra", "postgres_dsn", "kafka_settings"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if INFRA_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def infra(pytestconfig: pytest.Config) -> Iterator[Infra]:
+    resolved = resolve_infra(pytestconfig.rootpath)
+    print(f"\ntest infrastructure: kafka={resolved.kafka_bootstrap} ({resolved.origin['kafka']}), "
+          f"postgres ({resolved.origin['postgres']})")
+    try:
+        yield resolved
+    finally:
+        resolved.close()
+
+
+@pytest.fixture(scope="session")
+async def postgres_dsn(infra: Infra) -> AsyncIterator[str]:
+    """A database of its own for this test run, dropped afterwards."""
+    name = f"spacesync_test_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(infra.postgres_dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    parts = urlsplit(infra.postgres_dsn)
+    yield urlunsplit(parts._replace(path=f"/{name}"))
+    admin = await asyncpg.connect(infra.postgres_dsn)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture(scope="session")
+def kafka_settings(infra: Infra) -> Callable[[], KafkaSettings]:
+    """Builds KafkaSettings whose topics are unique to the caller (a fresh topic prefix each call)."""
+
+    def make() -> KafkaSettings:
+        return KafkaSettings(bootstrap_servers=infra.kafka_bootstrap, topic_prefix=f"t{uuid.uuid4().hex[:8]}.",
+                             topic_partitions=3)
+
+    return make

@@ -1,0 +1,105 @@
+"""Composition root: wires Postgres, Kafka (FastStream), the outbox relay and the HTTP API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from faststream.kafka import KafkaBroker
+from prometheus_fastapi_instrumentator import Instrumentator
+
+from spacesync.booking_service.api.admin import admin_router
+from spacesync.booking_service.api.auth import require_admin
+from spacesync.booking_service.api.public import public_router
+from spacesync.booking_service.bookings import BookingService
+from spacesync.booking_service.settings import BookingServiceSettings
+from spacesync.booking_service.sync_fold import SyncFold
+from spacesync.common.db import Database, load_migrations, migrate
+from spacesync.common.db.migrate import common_migrations
+from spacesync.common.db.pool import connect
+from spacesync.common.events import Topic
+from spacesync.common.http import HealthChecks, health_router, install_problem_handlers
+from spacesync.common.kafka import BrokerSender, create_broker, ensure_topics, subscribe_events
+from spacesync.common.outbox import OutboxRelay
+
+log = logging.getLogger(__name__)
+SERVICE = "booking-service"
+
+
+def create_app(settings: BookingServiceSettings) -> FastAPI:
+    """Builds the app; connections are opened in its lifespan (startup) and closed on shutdown."""
+    dsn = settings.postgres.dsn.get_secret_value()
+    db = Database(dsn, settings.schema_name, min_size=settings.postgres.pool_min_size,
+                  max_size=settings.postgres.pool_max_size)
+    broker = create_broker(settings.kafka, service=SERVICE)
+    bookings = BookingService(db)
+    subscribe_events(broker, settings.kafka, Topic.EXCHANGE_SYNC, group_id=settings.consumer_group,
+                     handler=SyncFold(db, settings.event_source),
+                     description="Outlook/Exchange Sync IDs reported by the exchange-writer")
+    relay = OutboxRelay(dsn=dsn, schema=settings.schema_name, sender=BrokerSender(broker),
+                        source=settings.event_source, topic_name=settings.kafka.topic,
+                        batch_size=settings.outbox_batch_size,
+                        poll_interval=settings.outbox_poll_interval_seconds)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        conn = await connect(dsn, settings.schema_name)
+        try:
+            await migrate(conn, settings.schema_name, common_migrations() + load_migrations(
+                "spacesync.booking_service", "booking"))
+        finally:
+            await conn.close()
+        await db.open()
+        kafka = asyncio.create_task(_run_kafka(broker, relay, settings), name="kafka")
+        try:
+            yield
+        finally:
+            relay.stop()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(kafka, timeout=settings.shutdown_grace_seconds)
+            await broker.stop()
+            await db.close()
+
+    app = FastAPI(title="Spacesync booking-service", version="0.1.0", lifespan=lifespan,
+                  description="Locations, spaces and bookings; every change is published on Kafka.")
+    install_problem_handlers(app)
+    app.state.relay = relay
+    app.state.db = db
+    app.include_router(public_router(db, bookings))
+    app.include_router(admin_router(db, require_admin(settings.admin_token)))
+
+    async def postgres_ok() -> None:
+        async with db.acquire() as conn:
+            await conn.fetchval("SELECT 1")
+
+    async def kafka_ok() -> None:
+        if not await broker.ping(timeout=1.5):
+            raise ConnectionError("Kafka does not answer")
+
+    # Kafka is informational: while it is down bookings still succeed and wait in the outbox.
+    app.include_router(health_router(HealthChecks(required={"postgres": postgres_ok},
+                                                  informational={"kafka": kafka_ok})))
+    Instrumentator(excluded_handlers=["/metrics", "/healthz", "/readyz"]).instrument(app)
+    return app
+
+
+async def _run_kafka(broker: KafkaBroker, relay: OutboxRelay, settings: BookingServiceSettings) -> None:
+    """Connects to Kafka (retrying while it is down), then relays the outbox until shutdown."""
+    delay = 0.5
+    while True:
+        try:
+            if settings.create_topics:
+                await ensure_topics(settings.kafka)
+            await broker.start()
+            break
+        except Exception as error:
+            log.warning("Kafka not reachable yet; retrying", extra={"error": repr(error), "retry_in": delay})
+            with contextlib.suppress(Exception):
+                await broker.stop()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 15)
+    await relay.run()

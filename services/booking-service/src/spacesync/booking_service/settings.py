@@ -1,0 +1,16 @@
+"""booking-service configuration (environment variables, prefix SPACESYNC_)."""
+
+from pydantic import SecretStr
+
+from spacesync.common.settings import ServiceSettings
+
+
+class BookingServiceSettings(ServiceSettings):
+    http_port: int = 8081
+    schema_name: str = "booking"
+    admin_token: SecretStr
+    event_source: str = "/spacesync/booking-service"
+    consumer_group: str = "booking-service"
+    create_topics: bool = True
+    outbox_batch_size: int = 500
+    outbox_poll_interval_seconds: float = 1.0

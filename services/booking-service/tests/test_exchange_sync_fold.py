@@ -1,0 +1,75 @@
+"""booking-service folds exchange.sync: booking details show each slot's Outlook/Exchange Sync ID."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from booking_helpers import Room, Service, at, booking, slot
+
+from spacesync.common.events import BookingSyncState, CloudEvent, SlotSync, SlotSyncState
+from spacesync.common.kafka import dlq_topic
+from spacesync.testing import KafkaReader, wait_until
+from spacesync.testing.kafka import produce
+
+
+async def publish_sync(service: Service, state: BookingSyncState, ce_type: str = "booking.synced") -> None:
+    event = CloudEvent(source="/spacesync/exchange-writer", type=ce_type, subject=state.booking_id)
+    await produce(service.settings.kafka.bootstrap_servers, service.topic("exchange.sync"),
+                  state.model_dump_json().encode(), key=state.booking_id.encode(), headers=event.to_headers())
+
+
+def sync_state(booking_id: str, slot_id: str, space_id: str, sequence: int, **slot: Any) -> BookingSyncState:
+    return BookingSyncState(
+        booking_id=booking_id, booking_source="/spacesync/booking-service", booking_version=1, sequence=sequence,
+        observed_at=datetime.now(UTC), slots=[SlotSync(slot_id=slot_id, space_id=space_id, **slot)])
+
+
+async def test_sync_ids_and_errors_show_per_slot_and_stale_results_are_ignored(service: Service, room: Room) -> None:
+    created = await service.http.post("/v1/bookings", json=booking(slot(room.space_id, at(3, 12))))
+    booking_id, slot_id = created.json()["id"], created.json()["slots"][0]["slot_id"]
+
+    async def exchange() -> dict[str, Any]:
+        return await _first_slot(service, booking_id)
+
+    await publish_sync(service, sync_state(booking_id, slot_id, room.space_id, 2, state=SlotSyncState.SYNCED,
+                                           item_id="AAMkAD-item-2", change_key="CK2"))
+    await wait_until(lambda: _has(exchange(), "sync_id", "AAMkAD-item-2"), message="Sync ID shown")
+    # A redelivered older outcome changes nothing; a newer failure replaces it.
+    await publish_sync(service, sync_state(booking_id, slot_id, room.space_id, 1, state=SlotSyncState.FAILED,
+                                           error="stale"))
+    await publish_sync(service, sync_state(booking_id, slot_id, room.space_id, 3, state=SlotSyncState.FAILED,
+                                           item_id="AAMkAD-item-2", error="ErrorAccessDenied: no write access"),
+                       "booking.sync_failed")
+    final = await wait_until(lambda: _has(exchange(), "state", "failed"), message="failure shown")
+    assert final["error"] == "ErrorAccessDenied: no write access"
+    assert final["sync_id"] == "AAMkAD-item-2"
+
+
+async def _has(details: Any, field: str, value: str) -> dict[str, Any] | None:
+    found: dict[str, Any] = await details
+    return found if found.get(field) == value else None
+
+
+async def test_malformed_sync_event_goes_to_the_dlq_and_the_fold_goes_on(service: Service, room: Room) -> None:
+    created = await service.http.post("/v1/bookings", json=booking(slot(room.space_id, at(3, 15))))
+    booking_id, slot_id = created.json()["id"], created.json()["slots"][0]["slot_id"]
+    topic = service.topic("exchange.sync")
+    async with KafkaReader(service.settings.kafka.bootstrap_servers, dlq_topic(topic)) as dlq:
+        headers = CloudEvent(source="/elsewhere", type="booking.synced", subject=booking_id).to_headers()
+        await produce(service.settings.kafka.bootstrap_servers, topic, b'{"booking_id": 42}',
+                      key=booking_id.encode(), headers=headers)
+        [dead] = await dlq.wait_for(lambda r: r.key == booking_id)
+        assert "invalid booking.synced data" in dead.headers["dlq_reason"]
+        assert dead.value == b'{"booking_id": 42}'
+        await publish_sync(service, sync_state(booking_id, slot_id, room.space_id, 1, state=SlotSyncState.SYNCED,
+                                               item_id="AAMkAD-after-dlq"))
+        details = await wait_until(
+            lambda: _has(_first_slot(service, booking_id), "sync_id", "AAMkAD-after-dlq"), message="later event")
+    assert details["state"] == "synced"
+
+
+async def _first_slot(service: Service, booking_id: str) -> dict[str, Any]:
+    details = (await service.http.get(f"/v1/bookings/{booking_id}")).json()
+    slot_exchange: dict[str, Any] = details["slots"][0]["exchange"]
+    return slot_exchange
