@@ -10,7 +10,6 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from faststream.kafka import KafkaBroker
-from prometheus_fastapi_instrumentator import Instrumentator
 
 from spacesync.booking_service.api.admin import admin_router
 from spacesync.booking_service.api.auth import require_admin
@@ -23,7 +22,9 @@ from spacesync.common.db.migrate import common_migrations
 from spacesync.common.db.pool import connect
 from spacesync.common.events import Topic
 from spacesync.common.http import HealthChecks, health_router, install_problem_handlers
+from spacesync.common.http.metrics import instrument_http
 from spacesync.common.kafka import BrokerSender, create_broker, ensure_topics, subscribe_events
+from spacesync.common.loop_lag import watch_event_loop
 from spacesync.common.outbox import OutboxRelay
 
 log = logging.getLogger(__name__)
@@ -55,9 +56,11 @@ def create_app(settings: BookingServiceSettings) -> FastAPI:
             await conn.close()
         await db.open()
         kafka = asyncio.create_task(_run_kafka(broker, relay, settings), name="kafka")
+        lag = asyncio.create_task(watch_event_loop(), name="event-loop-lag")
         try:
             yield
         finally:
+            lag.cancel()
             relay.stop()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(kafka, timeout=settings.shutdown_grace_seconds)
@@ -83,7 +86,7 @@ def create_app(settings: BookingServiceSettings) -> FastAPI:
     # Kafka is informational: while it is down bookings still succeed and wait in the outbox.
     app.include_router(health_router(HealthChecks(required={"postgres": postgres_ok},
                                                   informational={"kafka": kafka_ok})))
-    Instrumentator(excluded_handlers=["/metrics", "/healthz", "/readyz"]).instrument(app)
+    instrument_http(app)
     return app
 
 

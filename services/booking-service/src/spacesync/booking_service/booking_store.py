@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 import asyncpg
@@ -26,18 +28,31 @@ class Conflict:
     end: datetime
 
 
-async def insert_booking(conn: Conn, patron: Patron, nickname: str | None, slots: list[RequestedSlot]) -> UUID:
+async def insert_booking(
+    conn: Conn, patron: Patron, nickname: str | None, slots: list[RequestedSlot],
+) -> tuple[BookingState, BookingView]:
+    """Inserts the booking and its slots (two statements) and returns its state without reading it back."""
     booking_id = uuid.uuid4()
-    await conn.execute(
-        "INSERT INTO bookings (id, status, first_name, last_name, email, public_nickname)"
-        " VALUES ($1, 'confirmed', $2, $3, $4, $5)",
-        booking_id, patron.first_name, patron.last_name, str(patron.email), nickname)
-    await conn.executemany(
-        "INSERT INTO booking_slots (id, booking_id, position, space_id, during, status)"
-        " VALUES ($1, $2, $3, $4, $5, 'confirmed')",
-        [(uuid.uuid4(), booking_id, position, slot.space_id, Range(slot.start, slot.end))
-         for position, slot in enumerate(slots)])
-    return booking_id
+    slot_ids = [uuid.uuid4() for _ in slots]
+    created_at = await conn.fetchval(
+        "WITH booking AS ("
+        "   INSERT INTO bookings (id, status, first_name, last_name, email, public_nickname)"
+        "   VALUES ($1, 'confirmed', $2, $3, $4, $5) RETURNING id, created_at),"
+        " slots AS ("
+        "   INSERT INTO booking_slots (id, booking_id, position, space_id, during, status)"
+        "   SELECT s.id, $1, s.position - 1, s.space_id, tstzrange(s.start_at, s.end_at), 'confirmed'"
+        "     FROM unnest($6::uuid[], $7::uuid[], $8::timestamptz[], $9::timestamptz[])"
+        "          WITH ORDINALITY AS s(id, space_id, start_at, end_at, position))"
+        " SELECT created_at FROM booking",
+        booking_id, patron.first_name, patron.last_name, str(patron.email), nickname,
+        slot_ids, [s.space_id for s in slots], [s.start for s in slots], [s.end for s in slots])
+    row = {"id": booking_id, "status": "confirmed", "first_name": patron.first_name,
+           "last_name": patron.last_name, "email": str(patron.email), "public_nickname": nickname, "version": 1,
+           "created_at": created_at, "updated_at": created_at}
+    slot_rows = [{"id": slot_id, "space_id": s.space_id, "during": Range(s.start, s.end), "status": "confirmed",
+                  "sync_item_id": None, "sync_state": None, "sync_error": None, "synced_at": None}
+                 for slot_id, s in zip(slot_ids, slots, strict=True)]
+    return _views(row, slot_rows)
 
 
 async def lock_booking(conn: Conn, booking_id: UUID) -> asyncpg.Record | None:
@@ -99,7 +114,10 @@ async def state(conn: Conn, booking_id: UUID) -> tuple[BookingState, BookingView
     """The booking as the event carries it and as the API shows it (with each slot's Sync ID)."""
     row = await conn.fetchrow("SELECT * FROM bookings WHERE id = $1", booking_id)
     assert row is not None
-    slots = await load_slots(conn, booking_id)
+    return _views(row, await load_slots(conn, booking_id))
+
+
+def _views(row: Mapping[str, Any], slots: Sequence[Mapping[str, Any]]) -> tuple[BookingState, BookingView]:
     patron = Patron(first_name=row["first_name"], last_name=row["last_name"], email=row["email"])
     event = BookingState(
         booking_id=str(row["id"]), version=row["version"], status=BookingStatus(row["status"]),

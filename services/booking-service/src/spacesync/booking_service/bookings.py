@@ -61,8 +61,7 @@ class BookingService:
                     violations.append(_nickname_violation())
                 if violations:
                     raise InvalidBooking(violations)
-                booking_id = await store.insert_booking(conn, request.patron, request.public_nickname, slots)
-                event, view = await store.state(conn, booking_id)
+                event, view = await store.insert_booking(conn, request.patron, request.public_nickname, slots)
                 await store.emit(conn, "booking.created", event)
         except asyncpg.ExclusionViolationError:
             raise await self._conflict("create", slots, None) from None

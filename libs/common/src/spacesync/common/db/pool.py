@@ -38,12 +38,19 @@ async def connect(dsn: str, schema: str) -> asyncpg.Connection[Any]:
     return conn
 
 
+async def _keep_session(conn: Conn) -> None:
+    """Pooled connections never change session state (search_path is set when they connect; no SET, LISTEN or
+    session locks), so the default RESET ALL round trip on every release is skipped. asyncpg still rolls back
+    a transaction left open."""
+
+
 async def create_pool(dsn: str, schema: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool[Any]:
     pool = await asyncpg.create_pool(
         dsn,
         min_size=min_size,
         max_size=max_size,
         init=_init_connection,
+        reset=_keep_session,
         server_settings={"search_path": f"{quote_ident(schema)},public"},
         command_timeout=30,
     )

@@ -1,0 +1,158 @@
+"""`make run`: the whole Spacesync stack on this machine, with demo data.
+
+Starts the local Kafka and PostgreSQL (scripts/infra.sh) unless KAFKA_BOOTSTRAP_SERVERS and
+SPACESYNC_POSTGRES_DSN point elsewhere, runs every service as a process (logs in .local/logs/),
+waits until each is ready, loads the demo catalog and bookings (once), and stops the services on Ctrl+C.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+STATE = Path(os.environ.get("SPACESYNC_STATE_DIR", ROOT / ".local"))
+ADMIN_TOKEN = os.environ.get("SPACESYNC_ADMIN_TOKEN", "demo-admin-token")
+DEMO_LOCATION = "Main Library"
+
+
+@dataclass
+class Service:
+    name: str
+    module: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+SERVICES = [Service("booking-service", "spacesync.booking_service", 8081)]
+
+
+def infrastructure_env() -> dict[str, str]:
+    env = {"SPACESYNC_ADMIN_TOKEN": ADMIN_TOKEN}
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS") and os.environ.get("SPACESYNC_POSTGRES_DSN"):
+        print("using Kafka and PostgreSQL from the environment")
+        return env
+    subprocess.run(["bash", str(ROOT / "scripts" / "infra.sh"), "up"], check=True)
+    exports = subprocess.run(["bash", str(ROOT / "scripts" / "infra.sh"), "env"], check=True,
+                             capture_output=True, text=True).stdout
+    for line in exports.splitlines():
+        key, _, value = line.removeprefix("export ").partition("=")
+        env[key] = value
+    return env
+
+
+def start(service: Service, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    log_path = STATE / "logs" / f"{service.name}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log = log_path.open("ab")
+    process = subprocess.Popen(
+        [sys.executable, "-m", service.module], stdout=log, stderr=subprocess.STDOUT,
+        env={**os.environ, **env, "SPACESYNC_HTTP_PORT": str(service.port)})
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"{service.name} exited with {process.returncode}; see {log_path}")
+        try:
+            if httpx.get(f"{service.url}/readyz", timeout=2).status_code == 200:
+                print(f"{service.name:<20} ready at {service.url}  (log: {log_path})")
+                return process
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    process.terminate()
+    raise SystemExit(f"{service.name} not ready after 90 s; see {log_path}")
+
+
+def load_demo_data(base: str) -> None:
+    admin = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=10)
+    if any(loc["name"] == DEMO_LOCATION for loc in admin.get("/v1/admin/locations").raise_for_status().json()):
+        print("demo data already loaded")
+        return
+    weekdays = [{"open": "08:00", "close": "22:00"}]
+    weekend = [{"open": "10:00", "close": "18:00"}]
+    hours = {d: weekdays for d in ("monday", "tuesday", "wednesday", "thursday", "friday")}
+    hours |= {"saturday": weekend, "sunday": weekend}
+    location = _post(admin, "/v1/admin/locations", {"name": DEMO_LOCATION, "timezone": "Europe/London"})
+    rooms = _post(admin, "/v1/admin/categories", {"location_id": location["location_id"],
+                                                  "name": "Group Study Rooms", "public_nicknames": True})
+    pods = _post(admin, "/v1/admin/categories", {"location_id": location["location_id"],
+                                                 "name": "Quiet Study Pods", "public_nicknames": False})
+    spaces = [
+        _post(admin, "/v1/admin/spaces", {"category_id": category["category_id"], "name": name, "slot_minutes": 30,
+                                          "max_booking_minutes": longest, "opening_hours": hours})
+        for category, name, longest in ((rooms, "Room 101", 180), (rooms, "Room 102", 180), (pods, "Pod A", 120))
+    ]
+    tomorrow = (datetime.now(ZoneInfo("Europe/London")) + timedelta(days=1)).date()
+    for space, hour, patron, nickname in ((spaces[0], 14, ("Ada", "Lovelace"), "Analytical Engines"),
+                                          (spaces[2], 16, ("Alan", "Turing"), None)):
+        start = datetime(tomorrow.year, tomorrow.month, tomorrow.day, hour, tzinfo=ZoneInfo("Europe/London"))
+        body: dict[str, Any] = {
+            "patron": {"first_name": patron[0], "last_name": patron[1], "email": f"{patron[0].lower()}@example.org"},
+            "slots": [{"space_id": space["space_id"], "start": start.astimezone(UTC).isoformat(),
+                       "end": (start + timedelta(hours=1)).astimezone(UTC).isoformat()}]}
+        if nickname:
+            body["public_nickname"] = nickname
+        _post(httpx.Client(base_url=base, timeout=10), "/v1/bookings", body)
+    print(f"demo data loaded: {DEMO_LOCATION}, 2 categories, {len(spaces)} spaces, 2 bookings for {tomorrow}")
+
+
+def _post(client: httpx.Client, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    response = client.post(path, json=body)
+    if response.status_code >= 400:
+        raise SystemExit(f"POST {path} failed: {response.status_code} {response.text}")
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def main() -> None:
+    env = infrastructure_env()
+    processes = []
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        for service in SERVICES:
+            processes.append(start(service, env))
+        load_demo_data(SERVICES[0].url)
+        print(f"""
+Spacesync is running. Try:
+  curl -s {SERVICES[0].url}/v1/spaces
+  open {SERVICES[0].url}/docs        (OpenAPI; admin token: {ADMIN_TOKEN})
+  make events                         (the CloudEvents on Kafka, as they arrive)
+Ctrl+C stops the services (Kafka and PostgreSQL keep running: make infra-down).""")
+        while not stopping and all(p.poll() is None for p in processes):
+            time.sleep(0.5)
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+    crashed = [s.name for s, p in zip(SERVICES, processes, strict=False) if p.returncode not in (0, -15, None)]
+    if crashed and not stopping:
+        raise SystemExit(f"stopped because {', '.join(crashed)} exited; see {STATE / 'logs'}")
+
+
+if __name__ == "__main__":
+    main()
