@@ -117,7 +117,10 @@ async def state(conn: Conn, booking_id: UUID) -> tuple[BookingState, BookingView
     return _views(row, await load_slots(conn, booking_id))
 
 
-def _views(row: Mapping[str, Any], slots: Sequence[Mapping[str, Any]]) -> tuple[BookingState, BookingView]:
+Row = Mapping[str, Any] | asyncpg.Record
+
+
+def _views(row: Row, slots: Sequence[Row]) -> tuple[BookingState, BookingView]:
     patron = Patron(first_name=row["first_name"], last_name=row["last_name"], email=row["email"])
     event = BookingState(
         booking_id=str(row["id"]), version=row["version"], status=BookingStatus(row["status"]),
