@@ -35,15 +35,26 @@ async def test_sync_ids_and_errors_show_per_slot_and_stale_results_are_ignored(s
     await publish_sync(service, sync_state(booking_id, slot_id, room.space_id, 2, state=SlotSyncState.SYNCED,
                                            item_id="AAMkAD-item-2", change_key="CK2"))
     await wait_until(lambda: _has(exchange(), "sync_id", "AAMkAD-item-2"), message="Sync ID shown")
-    # A redelivered older outcome changes nothing; a newer failure replaces it.
+    # A redelivered older outcome changes nothing. Sequence 3 reports no slot, so once it is folded (the
+    # booking's sync_sequence is 3) the slot must still show sequence 2's Sync ID.
     await publish_sync(service, sync_state(booking_id, slot_id, room.space_id, 1, state=SlotSyncState.FAILED,
-                                           error="stale"))
-    await publish_sync(service, sync_state(booking_id, slot_id, room.space_id, 3, state=SlotSyncState.FAILED,
+                                           item_id="stale-item", error="stale"))
+    await publish_sync(service, sync_state(booking_id, slot_id, room.space_id, 3, state=SlotSyncState.SYNCED)
+                       .model_copy(update={"slots": []}))
+    await wait_until(lambda: _sync_sequence(service, booking_id, 3), message="sequence 3 folded")
+    assert (await exchange())["sync_id"] == "AAMkAD-item-2"
+    await publish_sync(service, sync_state(booking_id, slot_id, room.space_id, 4, state=SlotSyncState.FAILED,
                                            item_id="AAMkAD-item-2", error="ErrorAccessDenied: no write access"),
                        "booking.sync_failed")
     final = await wait_until(lambda: _has(exchange(), "state", "failed"), message="failure shown")
     assert final["error"] == "ErrorAccessDenied: no write access"
     assert final["sync_id"] == "AAMkAD-item-2"
+
+
+async def _sync_sequence(service: Service, booking_id: str, sequence: int) -> bool:
+    async with service.running.app.state.db.acquire() as conn:
+        current: int = await conn.fetchval("SELECT sync_sequence FROM bookings WHERE id = $1::uuid", booking_id)
+    return current == sequence
 
 
 async def _has(details: Any, field: str, value: str) -> dict[str, Any] | None:

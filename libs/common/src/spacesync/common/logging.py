@@ -11,10 +11,10 @@ from pythonjsonlogger.json import JsonFormatter
 def configure_logging(service: str, level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter(
-        "%(asctime)s %(levelname)s %(name)s %(message)s",
-        rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+        "%(levelname)s %(name)s %(message)s",
+        rename_fields={"levelname": "level", "name": "logger"},
         static_fields={"service": service},
-        timestamp=False,
+        timestamp="time",  # ISO 8601, UTC
     ))
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -4,10 +4,11 @@ from spacesync.booking_service.app import create_app
 from spacesync.booking_service.settings import BookingServiceSettings
 from spacesync.common.http import serve
 from spacesync.common.logging import configure_logging
+from spacesync.common.settings import load_settings
 
 
 def main() -> None:
-    settings = BookingServiceSettings()  # admin_token is required: from the environment
+    settings = load_settings(BookingServiceSettings)
     configure_logging("booking-service", settings.log_level)
     serve(create_app(settings), settings)
 
