@@ -168,3 +168,28 @@ logs_cmd() {
     echo "==> $file <==" >&2
     tail -n "${1:-100}" "$file"
 }
+
+# service_main LOG_VAR COMMAND [ARGS...]: the start|stop|restart|status|logs dispatch of a service script.
+# The script defines cmd_start, cmd_stop, cmd_status and set_paths; LOG_VAR names its log file variable.
+service_main() {
+    local log_var="$1" cmd="${2:-}"
+    shift 2 || shift $#
+    case "$cmd" in
+    start) cmd_start ;;
+    stop) cmd_stop ;;
+    restart)
+        cmd_stop
+        exec 9>&- # release the lock before start takes it again
+        cmd_start
+        ;;
+    status) cmd_status ;;
+    logs)
+        set_paths
+        logs_cmd "${!log_var}" "$@"
+        ;;
+    *)
+        echo "usage: $0 {start|stop|restart|status|logs [-f] [N]}" >&2
+        exit 2
+        ;;
+    esac
+}

@@ -331,27 +331,4 @@ cmd_status() {
     return 1
 }
 
-main() {
-    local cmd="${1:-}"
-    shift || true
-    case "$cmd" in
-    start) cmd_start ;;
-    stop) cmd_stop ;;
-    restart)
-        cmd_stop
-        exec 9>&-
-        cmd_start
-        ;;
-    status) cmd_status ;;
-    logs)
-        set_paths
-        logs_cmd "$PG_LOG" "$@"
-        ;;
-    *)
-        echo "usage: $0 {start|stop|restart|status|logs [-f] [N]}" >&2
-        exit 2
-        ;;
-    esac
-}
-
-main "$@"
+service_main PG_LOG "$@"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from typing import Annotated
 from uuid import UUID
@@ -38,51 +38,41 @@ def public_router(db: Database, bookings: BookingService) -> APIRouter:
     @router.post("/bookings", status_code=status.HTTP_201_CREATED, response_model=BookingView,
                  summary="Book one or more date/time slots")
     async def create_booking(body: BookingCreate, response: Response) -> BookingView:
-        async with _problems():
-            view = await bookings.create(body)
+        view = await _answer(response, bookings.create(body))
         response.headers["Location"] = f"/v1/bookings/{view.id}"
-        response.headers["ETag"] = _etag(view)
         return view
 
     @router.get("/bookings/{booking_id}", response_model=BookingView,
                 summary="Booking details, with each slot's Outlook/Exchange Sync ID")
     async def get_booking(booking_id: UUID, response: Response) -> BookingView:
-        async with _problems():
-            view = await bookings.get(booking_id)
-        response.headers["ETag"] = _etag(view)
-        return view
+        return await _answer(response, bookings.get(booking_id))
 
     @router.patch("/bookings/{booking_id}", response_model=BookingView,
                   summary="Change patron details, nickname, or the slots (move, add, remove)")
     async def change_booking(booking_id: UUID, body: BookingPatch, response: Response,
                              if_match: IfMatch = None) -> BookingView:
-        async with _problems():
-            view = await bookings.change(booking_id, body, _version(if_match))
-        response.headers["ETag"] = _etag(view)
-        return view
+        return await _answer(response, bookings.change(booking_id, body, _version(if_match)))
 
     @router.post("/bookings/{booking_id}/cancel", response_model=BookingView,
                  summary="Cancel the whole booking")
     async def cancel_booking(booking_id: UUID, response: Response, if_match: IfMatch = None) -> BookingView:
-        async with _problems():
-            view = await bookings.cancel(booking_id, _version(if_match))
-        response.headers["ETag"] = _etag(view)
-        return view
+        return await _answer(response, bookings.cancel(booking_id, _version(if_match)))
 
     @router.post("/bookings/{booking_id}/slots/{slot_id}/cancel", response_model=BookingView,
                  summary="Cancel one date/time of a booking")
     async def cancel_slot(booking_id: UUID, slot_id: UUID, response: Response,
                           if_match: IfMatch = None) -> BookingView:
-        async with _problems():
-            view = await bookings.cancel(booking_id, _version(if_match), slot_id)
-        response.headers["ETag"] = _etag(view)
-        return view
+        return await _answer(response, bookings.cancel(booking_id, _version(if_match), slot_id))
 
     return router
 
 
-def _etag(view: BookingView) -> str:
-    return f'"{view.version}"'
+async def _answer(response: Response, outcome: Awaitable[BookingView]) -> BookingView:
+    """The booking (with its version as ETag), or the outcome as problem+json."""
+    async with _problems():
+        view = await outcome
+    response.headers["ETag"] = f'"{view.version}"'
+    return view
 
 
 def _version(if_match: str | None) -> int | None:
