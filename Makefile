@@ -26,11 +26,15 @@ test-unit: setup ## only the fast tests that need no infrastructure
 	@$(UV) run pytest -m "not integration" $(PYTEST_ARGS)
 
 .PHONY: lint
-lint: setup ## ruff, mypy, shellcheck (when installed) and the contract check
+lint: setup ## ruff, mypy, shellcheck, contracts current and valid (AsyncAPI parser, when npm exists)
 	@$(UV) run ruff check .
 	@$(UV) run mypy libs services tests bench scripts
 	@if command -v shellcheck >/dev/null 2>&1; then shellcheck scripts/*.sh .ci/run; fi
 	@$(UV) run python -m spacesync.common.contracts --check contracts
+	@if command -v npm >/dev/null 2>&1; then \
+		npm ci --prefix tools/asyncapi --no-audit --no-fund --silent && \
+		node tools/asyncapi/validate.mjs contracts/asyncapi.json; \
+	else echo "npm not found: skipping the AsyncAPI parser check"; fi
 
 .PHONY: contracts
 contracts: setup ## regenerate contracts/ (JSON Schema per event type, AsyncAPI) from the code

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 
+from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 
 
@@ -15,6 +16,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
         rename_fields={"levelname": "level", "name": "logger"},
         static_fields={"service": service},
         timestamp="time",  # ISO 8601, UTC
+        reserved_attrs=[*RESERVED_ATTRS, "color_message"],  # uvicorn's ANSI-coloured copy of the message
     ))
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -123,7 +123,7 @@ class LocalScripts:
 
 
 def _kafka_container(stack: ExitStack) -> tuple[str, KafkaControl]:
-    from testcontainers.kafka import KafkaContainer
+    from testcontainers.community.kafka import KafkaContainer
 
     container: Any = stack.enter_context(KafkaContainer().with_kraft())
     wrapped = container.get_wrapped_container()
@@ -132,7 +132,7 @@ def _kafka_container(stack: ExitStack) -> tuple[str, KafkaControl]:
 
 
 def _postgres_container(stack: ExitStack) -> str:
-    from testcontainers.postgres import PostgresContainer
+    from testcontainers.community.postgres import PostgresContainer
 
     container: Any = stack.enter_context(PostgresContainer("postgres:16", driver=None))
     url: str = container.get_connection_url()
