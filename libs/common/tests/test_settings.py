@@ -31,3 +31,9 @@ def test_missing_or_invalid_settings_stop_with_the_variable_name(monkeypatch: py
     message = str(stopped.value)
     assert "SPACESYNC_ADMIN_TOKEN: Field required" in message
     assert "SPACESYNC_HTTP_PORT: Input should be a valid integer" in message
+
+
+def test_settings_given_in_code_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "from-env:9092")
+    assert KafkaSettings(bootstrap_servers="given:9092").bootstrap_servers == "given:9092"
+    assert PostgresSettings(dsn=SecretStr("postgresql://given/db")).dsn.get_secret_value() == "postgresql://given/db"

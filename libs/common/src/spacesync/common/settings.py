@@ -9,7 +9,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class KafkaSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SPACESYNC_KAFKA_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="SPACESYNC_KAFKA_", extra="ignore", validate_by_name=True)
 
     # KAFKA_BOOTSTRAP_SERVERS is honoured too: it is what most tooling and CI set.
     bootstrap_servers: str = Field(
@@ -27,7 +27,7 @@ class KafkaSettings(BaseSettings):
 
 
 class PostgresSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SPACESYNC_POSTGRES_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="SPACESYNC_POSTGRES_", extra="ignore", validate_by_name=True)
 
     dsn: SecretStr = Field(
         default=SecretStr("postgresql://spacesync:spacesync@127.0.0.1:35432/spacesync"),

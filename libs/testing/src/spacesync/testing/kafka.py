@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from spacesync.testing.wait import wait_until
 
@@ -38,6 +38,8 @@ class KafkaReader:
         self._consumer = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
                                           enable_auto_commit=False, group_id=None, metadata_max_age_ms=1000)
         self.records: list[Record] = []
+        self._next_offsets: dict[TopicPartition, int] = {}
+        self._topics = topics
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> KafkaReader:
@@ -54,10 +56,23 @@ class KafkaReader:
 
     async def _collect(self) -> None:
         async for message in self._consumer:
+            self._next_offsets[TopicPartition(message.topic, message.partition)] = message.offset + 1
             self.records.append(Record(
                 topic=message.topic, partition=message.partition, offset=message.offset,
                 key=message.key.decode() if message.key is not None else None,
                 headers={k: v.decode() for k, v in message.headers}, value=message.value or b""))
+
+    async def caught_up(self, *, timeout: float = 30.0) -> None:
+        """Waits until every record that is on the topics now has been read (so counts are final)."""
+        partitions = [TopicPartition(topic, p) for topic in self._topics
+                      for p in (self._consumer.partitions_for_topic(topic) or ())]
+        assert partitions, f"no partitions known for {self._topics}"
+        ends = await self._consumer.end_offsets(partitions)
+
+        def read_all() -> bool:
+            return all(self._next_offsets.get(tp, 0) >= end for tp, end in ends.items())
+
+        await wait_until(read_all, timeout=timeout, message=f"reading {self._topics} to the end")
 
     def by_key(self, key: str, topic: str | None = None) -> list[Record]:
         return [r for r in self.records if r.key == key and (topic is None or r.topic == topic)]

@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from faststream.kafka import KafkaBroker
 
 from spacesync.booking_service.api.admin import admin_router
 from spacesync.booking_service.api.auth import require_admin
@@ -23,7 +22,7 @@ from spacesync.common.db.pool import connect
 from spacesync.common.events import Topic
 from spacesync.common.http import HealthChecks, health_router, install_problem_handlers
 from spacesync.common.http.metrics import instrument_http
-from spacesync.common.kafka import BrokerSender, create_broker, ensure_topics, subscribe_events
+from spacesync.common.kafka import BrokerConnection, BrokerSender, create_broker, subscribe_events
 from spacesync.common.loop_lag import watch_event_loop
 from spacesync.common.outbox import OutboxRelay
 
@@ -41,9 +40,10 @@ def create_app(settings: BookingServiceSettings) -> FastAPI:
     subscribe_events(broker, settings.kafka, Topic.EXCHANGE_SYNC, group_id=settings.consumer_group,
                      handler=SyncFold(db, settings.event_source),
                      description="Outlook/Exchange Sync IDs reported by the exchange-writer")
+    kafka = BrokerConnection(broker, settings.kafka, create_topics=settings.create_topics)
     relay = OutboxRelay(dsn=dsn, schema=settings.schema_name, sender=BrokerSender(broker),
                         source=settings.event_source, topic_name=settings.kafka.topic,
-                        batch_size=settings.outbox_batch_size,
+                        ready=lambda: kafka.connected, batch_size=settings.outbox_batch_size,
                         poll_interval=settings.outbox_poll_interval_seconds)
 
     @asynccontextmanager
@@ -55,15 +55,17 @@ def create_app(settings: BookingServiceSettings) -> FastAPI:
         finally:
             await conn.close()
         await db.open()
-        kafka = asyncio.create_task(_run_kafka(broker, relay, settings), name="kafka")
+        connecting = asyncio.create_task(kafka.run(), name="kafka-connect")
+        relaying = asyncio.create_task(relay.run(), name="outbox-relay")
         lag = asyncio.create_task(watch_event_loop(), name="event-loop-lag")
         try:
             yield
         finally:
+            connecting.cancel()
             lag.cancel()
-            relay.stop()
+            relay.stop()  # finishes the batch in flight
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(kafka, timeout=settings.shutdown_grace_seconds)
+                await asyncio.wait_for(relaying, timeout=settings.shutdown_grace_seconds)
             await broker.stop()
             await db.close()
 
@@ -79,30 +81,9 @@ def create_app(settings: BookingServiceSettings) -> FastAPI:
         async with db.acquire() as conn:
             await conn.fetchval("SELECT 1")
 
-    async def kafka_ok() -> None:
-        if not await broker.ping(timeout=1.5):
-            raise ConnectionError("Kafka does not answer")
-
     # Kafka is informational: while it is down bookings still succeed and wait in the outbox.
     app.include_router(health_router(HealthChecks(required={"postgres": postgres_ok},
-                                                  informational={"kafka": kafka_ok})))
+                                                  informational={"kafka": kafka.check})))
     instrument_http(app)
     return app
 
-
-async def _run_kafka(broker: KafkaBroker, relay: OutboxRelay, settings: BookingServiceSettings) -> None:
-    """Connects to Kafka (retrying while it is down), then relays the outbox until shutdown."""
-    delay = 0.5
-    while True:
-        try:
-            if settings.create_topics:
-                await ensure_topics(settings.kafka)
-            await broker.start()
-            break
-        except Exception as error:
-            log.warning("Kafka not reachable yet; retrying", extra={"error": repr(error), "retry_in": delay})
-            with contextlib.suppress(Exception):
-                await broker.stop()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 15)
-    await relay.run()

@@ -4,6 +4,9 @@ One active relay per service schema (a session advisory lock; other replicas wai
 LISTEN/NOTIFY wakes it when a transaction commits rows; a poll interval is the fallback.
 Rows are marked only after Kafka acknowledged them (idempotent producer, acks=all), so a crash or a
 Kafka outage re-sends a row with the same ce_id rather than losing it.
+
+Order per aggregate holds whatever the producer does on failure: a batch carries at most one row of each
+aggregate (its oldest unpublished one), so version n+1 is not sent before version n was acknowledged.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ class OutboxRelay:
         sender: RecordSender,
         source: str,
         topic_name: Callable[[str], str] = lambda topic: topic,
+        ready: Callable[[], bool] = lambda: True,
         batch_size: int = 500,
         poll_interval: float = 1.0,
         ack_timeout: float = 30.0,
@@ -60,6 +64,7 @@ class OutboxRelay:
         self._sender = sender
         self._source = source
         self._topic_name = topic_name
+        self._ready = ready
         self._batch_size = batch_size
         self._poll_interval = poll_interval
         self._ack_timeout = ack_timeout
@@ -99,12 +104,16 @@ class OutboxRelay:
             log.info("outbox relay active", extra={"schema": self._schema})
             while not self._stopping.is_set():
                 self._wake.clear()
-                published, failed = await self._relay_batch(conn)
+                if not self._ready():  # the producer is not connected yet: only keep the gauges current
+                    await self._observe_backlog(conn)
+                    await self._pause(self._poll_interval)
+                    continue
+                more, failed = await self._relay_batch(conn)
                 await self._observe_backlog(conn)
                 await self._purge_published(conn)
                 if failed:
                     await self._pause(self._poll_interval * 2)
-                elif published < self._batch_size:
+                elif not more:
                     await self._pause(self._poll_interval)
         finally:
             self._set_leader(False)
@@ -124,14 +133,16 @@ class OutboxRelay:
             await asyncio.wait_for(self._wake.wait(), timeout=seconds)
         return self._stopping.is_set()
 
-    async def _relay_batch(self, conn: asyncpg.Connection[Any]) -> tuple[int, int]:
+    async def _relay_batch(self, conn: asyncpg.Connection[Any]) -> tuple[bool, int]:
+        """Sends one batch; returns whether more rows wait, and how many rows failed."""
         async with conn.transaction():
-            rows = await conn.fetch(
-                "SELECT seq, id, aggregateid, type, topic, created_at, payload::text AS payload"
+            fetched = await conn.fetch(
+                "SELECT seq, id, aggregatetype, aggregateid, type, topic, created_at, payload::text AS payload"
                 " FROM outbox WHERE published_at IS NULL ORDER BY seq"
                 " LIMIT $1 FOR UPDATE SKIP LOCKED", self._batch_size)
+            rows = _oldest_per_aggregate(fetched)
             if not rows:
-                return 0, 0
+                return False, 0
             results = await self._send(rows)
             done = [row["seq"] for row, error in zip(rows, results, strict=True) if error is None]
             failed = [(row["seq"], error) for row, error in zip(rows, results, strict=True) if error]
@@ -148,7 +159,7 @@ class OutboxRelay:
                 OUTBOX_PUBLISH_ERRORS.labels(self._schema).inc(len(failed))
                 log.warning("outbox rows not acknowledged by Kafka; will retry",
                             extra={"schema": self._schema, "failed": len(failed), "error": failed[0][1]})
-            return len(done), len(failed)
+            return len(fetched) == self._batch_size or len(rows) < len(fetched), len(failed)
 
     async def _send(self, rows: list[asyncpg.Record]) -> list[str | None]:
         """Sends every row, then waits for all acknowledgements; one error text (or None) per row.
@@ -166,7 +177,10 @@ class OutboxRelay:
                     value=row["payload"].encode(), headers=event.to_headers()), timeout=self._ack_timeout)
                 futures.append(asyncio.ensure_future(sent))
             except Exception as error:
+                # The producer is full or gone: the rest would wait just as long. They go next round.
                 futures.append(repr(error))
+                futures.extend(["not sent: an earlier row of the batch failed"] * (len(rows) - len(futures)))
+                break
         waiting = [f for f in futures if not isinstance(f, str)]
         if waiting:
             await asyncio.wait(waiting, timeout=self._ack_timeout)
@@ -195,3 +209,15 @@ def _outcome(future: asyncio.Future[Any] | str) -> str | None:
         return "no acknowledgement from Kafka in time"
     error = future.exception()
     return None if error is None else (repr(error) or type(error).__name__)
+
+
+def _oldest_per_aggregate(rows: list[asyncpg.Record]) -> list[asyncpg.Record]:
+    """The first (oldest) row of each aggregate, in seq order; later versions wait for the next batch."""
+    seen: set[tuple[str, str]] = set()
+    chosen = []
+    for row in rows:
+        aggregate = (row["aggregatetype"], row["aggregateid"])
+        if aggregate not in seen:
+            seen.add(aggregate)
+            chosen.append(row)
+    return chosen
