@@ -31,6 +31,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer
 
 from spacesync.testing.infra import resolve_infra
+from spacesync.testing.kafka import delete_topics
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "bench-token"
@@ -174,6 +175,7 @@ async def main() -> None:
         service.wait(timeout=30)
         await db.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         await db.close()
+        await delete_topics(infra.kafka_bootstrap, [prefix])
         infra.close()
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 import orjson
@@ -46,12 +46,16 @@ async def test_invalid_events_land_in_the_dlq_with_a_reason_and_valid_ones_are_h
 
     good_headers, good_value = location_event("good-1")
     _, flaky_value = location_event("flaky")
-    bad_records = [
+    bad_records: list[tuple[dict[str, str] | Sequence[tuple[str, bytes | None]], bytes, str]] = [
         ({}, good_value, "missing CloudEvents header(s)"),
         (good_headers, b"{not json", "value is not JSON"),
         ({**good_headers, "ce_subject": "x"}, orjson.dumps({"location_id": "x", "version": 1}),
          "invalid location.upserted data: name: Field required"),
         ({**good_headers, "ce_type": "booking.created"}, good_value, "belongs on booking.events"),
+        ([(k, v.encode()) for k, v in good_headers.items() if k != "ce_id"] + [("ce_id", None)], good_value,
+         "header 'ce_id' has no value"),
+        ([(k, v.encode()) for k, v in good_headers.items() if k != "ce_source"] + [("ce_source", b"\xff\xfe")],
+         good_value, "header 'ce_source' is not UTF-8"),
     ]
     await broker.start()
     try:

@@ -7,7 +7,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from booking_helpers import ADMIN, Room, Service, at, booking, slot
+from booking_helpers import ADMIN, Room, Service, at, booking, make_room, slot
 
 from spacesync.common.db.pool import connect
 
@@ -44,6 +44,14 @@ def cases(room: Room) -> list[tuple[str, Any, int, str, str]]:
         ("unknown field", {**booking(slot(space, at(3, 10))), "room": "x"}, 422, "body.room", "Extra inputs"),
         ("nickname not enabled", booking(slot(space, at(3, 10)), public_nickname="Ace"), 422, "body.public_nickname",
          "public nicknames are not enabled"),
+        ("too far ahead", booking(slot(space, at(800, 10))), 422, "body.slots.0.end", "more than 730 days ahead"),
+        ("end of time", booking({"space_id": space, "start": "9999-12-31T22:00:00Z", "end": "9999-12-31T23:00:00Z"}),
+         422, "body.slots.0.end", "more than 730 days ahead"),
+        ("before time", booking({"space_id": space, "start": "0001-01-01T00:00:00+01:00",
+                                 "end": "0001-01-01T01:00:00+01:00"}), 422, "body.slots.0.start", "out of range"),
+        ("control character", {**booking(slot(space, at(3, 10))), "patron": {
+            "first_name": "A\u0000", "last_name": "B", "email": "a@example.org"}}, 422, "body.patron.first_name",
+         "should match pattern"),
     ]
 
 
@@ -95,10 +103,13 @@ async def test_admin_api_needs_the_token(service: Service, headers: dict[str, st
 
 
 async def test_admin_input_errors(service: Service, room: Room) -> None:
-    bad_zone = await service.http.post("/v1/admin/locations", headers=ADMIN,
-                                       json={"name": "X", "timezone": "Mars/Base"})
-    assert bad_zone.status_code == 422
-    assert "unknown IANA time zone 'Mars/Base'" in bad_zone.json()["detail"]
+    for zone in ("Mars/Base", "America", "../etc/passwd"):
+        bad_zone = await service.http.post("/v1/admin/locations", headers=ADMIN, json={"name": "X", "timezone": zone})
+        assert bad_zone.status_code == 422, zone
+        assert f"unknown IANA time zone {zone!r}" in bad_zone.json()["detail"]
+    weird_etag = await service.http.patch(f"/v1/bookings/{uuid.uuid4()}", headers={"If-Match": b'"\xb2"'}, json={})
+    assert weird_etag.status_code == 400
+    assert "If-Match must be an ETag" in weird_etag.json()["detail"]
     missing = await service.http.post("/v1/admin/categories", headers=ADMIN,
                                       json={"location_id": str(uuid.uuid4()), "name": "C"})
     assert missing.status_code == 422
@@ -118,5 +129,46 @@ async def test_changes_to_a_cancelled_booking_are_refused(service: Service, room
     before = await written(service)
     response = await service.http.patch(f"/v1/bookings/{booking_id}", json={"patron": {"first_name": "Z"}})
     assert response.status_code == 409
-    assert response.json()["title"] == "Booking cancelled"
+    assert response.json()["title"] == "Booking closed"
+    assert "is cancelled" in response.json()["detail"]
     assert await written(service) == before
+
+
+async def test_nickname_follows_the_category_rule_when_slots_move_and_can_be_removed(service: Service) -> None:
+    open_room = await make_room(service, nicknames=True)
+    plain_room = await make_room(service, nicknames=False)
+    created = await service.http.post("/v1/bookings", json=booking(slot(open_room.space_id, at(10, 10)),
+                                                                   public_nickname="Study Party"))
+    assert created.status_code == 201, created.text
+    booking_id, slot_id = created.json()["id"], created.json()["slots"][0]["slot_id"]
+    moved = await service.http.patch(f"/v1/bookings/{booking_id}", json={
+        "slots": [slot(plain_room.space_id, at(10, 10), slot_id=slot_id)]})
+    assert moved.status_code == 422
+    assert moved.json()["errors"][0]["field"] == "body.public_nickname"
+    cleared = await service.http.patch(f"/v1/bookings/{booking_id}", json={
+        "public_nickname": None, "slots": [slot(plain_room.space_id, at(10, 10), slot_id=slot_id)]})
+    assert cleared.status_code == 200, cleared.text
+    assert cleared.json()["public_nickname"] is None
+    assert cleared.json()["slots"][0]["space_id"] == plain_room.space_id
+
+
+async def test_slots_that_took_place_are_not_cancelled_or_moved(service: Service, room: Room) -> None:
+    created = await service.http.post("/v1/bookings", json=booking(
+        slot(room.space_id, at(11, 10)), slot(room.space_id, at(11, 14))))
+    booking_id = created.json()["id"]
+    past, future = (s["slot_id"] for s in created.json()["slots"])
+    async with service.running.app.state.db.acquire() as conn:  # as if the first slot were yesterday
+        await conn.execute("UPDATE booking_slots SET during = tstzrange(now() - interval '1 day',"
+                           " now() - interval '23 hours') WHERE id = $1::uuid", past)
+    cancel_past = await service.http.post(f"/v1/bookings/{booking_id}/slots/{past}/cancel")
+    assert cancel_past.status_code == 409
+    assert "already took place" in cancel_past.json()["detail"]
+    drop_past = await service.http.patch(f"/v1/bookings/{booking_id}", json={
+        "slots": [slot(room.space_id, at(11, 14), slot_id=future)]})
+    assert drop_past.status_code == 422
+    assert "already took place" in drop_past.json()["detail"]
+    # Cancelling the booking cancels what is still ahead; the slot that took place stays.
+    cancelled = await service.http.post(f"/v1/bookings/{booking_id}/cancel")
+    assert cancelled.status_code == 200
+    assert cancelled.json()["status"] == "confirmed"
+    assert {s["slot_id"]: s["status"] for s in cancelled.json()["slots"]} == {past: "confirmed", future: "cancelled"}

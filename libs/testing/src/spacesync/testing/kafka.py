@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from spacesync.testing.wait import wait_until
 
@@ -89,12 +91,28 @@ class KafkaReader:
 
 
 async def produce(bootstrap: str, topic: str, value: bytes, *, key: bytes | None = None,
-                  headers: dict[str, str] | None = None) -> None:
-    """Publishes one raw record, as another producer (or a broken one) would."""
+                  headers: dict[str, str] | Sequence[tuple[str, bytes | None]] | None = None) -> None:
+    """Publishes one raw record, as another producer (or a broken one) would. A list gives headers as raw
+    bytes (or no value at all)."""
+    if isinstance(headers, dict):
+        raw: list[tuple[str, bytes | None]] = [(k, v.encode()) for k, v in headers.items()]
+    else:
+        raw = list(headers or [])
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
     try:
-        await producer.send_and_wait(topic, value, key=key,
-                                     headers=[(k, v.encode()) for k, v in (headers or {}).items()])
+        await producer.send_and_wait(topic, value, key=key, headers=raw)
     finally:
         await producer.stop()
+
+
+async def delete_topics(bootstrap: str, prefixes: list[str]) -> None:
+    """Deletes the topics whose names start with one of the prefixes."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        doomed = [t for t in await admin.list_topics() if t.startswith(tuple(prefixes))]
+        if doomed:
+            await admin.delete_topics(doomed)
+    finally:
+        await admin.close()

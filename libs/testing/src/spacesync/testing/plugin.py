@@ -11,6 +11,7 @@ import pytest
 
 from spacesync.common.settings import KafkaSettings
 from spacesync.testing.infra import Infra, resolve_infra
+from spacesync.testing.kafka import delete_topics
 
 INFRA_FIXTURES = {"infra", "postgres_dsn", "kafka_settings"}
 
@@ -51,11 +52,14 @@ async def postgres_dsn(infra: Infra) -> AsyncIterator[str]:
 
 
 @pytest.fixture(scope="session")
-def kafka_settings(infra: Infra) -> Callable[[], KafkaSettings]:
-    """Builds KafkaSettings whose topics are unique to the caller (a fresh topic prefix each call)."""
+async def kafka_settings(infra: Infra) -> AsyncIterator[Callable[[], KafkaSettings]]:
+    """Builds KafkaSettings whose topics are unique to the caller (a fresh topic prefix each call); the
+    topics are deleted after the run."""
+    prefixes: list[str] = []
 
     def make() -> KafkaSettings:
-        return KafkaSettings(bootstrap_servers=infra.kafka_bootstrap, topic_prefix=f"t{uuid.uuid4().hex[:8]}.",
-                             topic_partitions=3)
+        prefixes.append(f"t{uuid.uuid4().hex[:8]}.")
+        return KafkaSettings(bootstrap_servers=infra.kafka_bootstrap, topic_prefix=prefixes[-1], topic_partitions=3)
 
-    return make
+    yield make
+    await delete_topics(infra.kafka_bootstrap, prefixes)

@@ -92,22 +92,22 @@ async def apply_slot_changes(
 
 
 async def bump_version(conn: Conn, booking_id: UUID, *, status: str | None = None,
-                       patron: dict[str, str] | None = None, nickname: str | None = None) -> None:
+                       patron: dict[str, str] | None = None,
+                       nickname: tuple[bool, str | None] = (False, None)) -> None:
+    """Next version; changes the status, patron fields and (when nickname[0]) the nickname that are given."""
     await conn.execute(
         "UPDATE bookings SET version = version + 1, updated_at = now(),"
         " status = coalesce($2, status), first_name = coalesce($3, first_name),"
         " last_name = coalesce($4, last_name), email = coalesce($5, email),"
-        " public_nickname = coalesce($6, public_nickname) WHERE id = $1",
+        " public_nickname = CASE WHEN $6 THEN $7 ELSE public_nickname END WHERE id = $1",
         booking_id, status, (patron or {}).get("first_name"), (patron or {}).get("last_name"),
-        (patron or {}).get("email"), nickname)
+        (patron or {}).get("email"), nickname[0], nickname[1])
 
 
-async def cancel_slots(conn: Conn, booking_id: UUID, slot_ids: list[UUID] | None = None) -> None:
-    """Cancels the given slots, or all of the booking's."""
+async def cancel_slots(conn: Conn, booking_id: UUID, slot_ids: list[UUID]) -> None:
     await conn.execute(
         "UPDATE booking_slots SET status = 'cancelled', updated_at = now()"
-        " WHERE booking_id = $1 AND status = 'confirmed' AND ($2::uuid[] IS NULL OR id = ANY($2::uuid[]))",
-        booking_id, slot_ids)
+        " WHERE booking_id = $1 AND status = 'confirmed' AND id = ANY($2::uuid[])", booking_id, slot_ids)
 
 
 async def state(conn: Conn, booking_id: UUID) -> tuple[BookingState, BookingView]:

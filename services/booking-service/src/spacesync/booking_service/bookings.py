@@ -2,45 +2,56 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 import asyncpg
-from prometheus_client import Counter
 
 from spacesync.booking_service import booking_store as store
 from spacesync.booking_service.api.models import BookingCreate, BookingPatch, BookingView
 from spacesync.booking_service.catalog_store import space_rules
-from spacesync.booking_service.domain import RequestedSlot, Violation, check_slots, nickname_allowed
+from spacesync.booking_service.domain import (
+    RequestedSlot,
+    Violation,
+    check_history,
+    check_slots,
+    nickname_allowed,
+)
 from spacesync.common.db import Database
-
-BOOKINGS = Counter("spacesync_bookings_total", "Booking requests by operation and outcome",
-                   ["operation", "outcome"])
+from spacesync.common.db.pool import Conn
 
 
-class BookingNotFound(Exception):
+class BookingError(Exception):
+    """An outcome the caller must hear about (the API answers each with a problem+json)."""
+
+
+class BookingNotFound(BookingError):
     pass
 
 
-class InvalidBooking(Exception):
+class InvalidBooking(BookingError):
     def __init__(self, violations: list[Violation]) -> None:
         super().__init__("; ".join(f"{v.field}: {v.reason}" for v in violations))
         self.violations = violations
 
 
-class SlotConflict(Exception):
+class SlotConflict(BookingError):
     def __init__(self, conflicts: list[store.Conflict]) -> None:
         super().__init__("requested time is already booked")
         self.conflicts = conflicts
 
 
-class BookingClosed(Exception):
-    """The booking is cancelled; it cannot change any more."""
+class BookingClosed(BookingError):
+    """The booking is cancelled, or what was asked for already took place."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
-class VersionMismatch(Exception):
+class VersionMismatch(BookingError):
     def __init__(self, current: int) -> None:
         super().__init__(f"the booking is at version {current}")
         self.current = current
@@ -64,15 +75,11 @@ class BookingService:
                 event, view = await store.insert_booking(conn, request.patron, request.public_nickname, slots)
                 await store.emit(conn, "booking.created", event)
         except asyncpg.ExclusionViolationError:
-            raise await self._conflict("create", slots, None) from None
-        except InvalidBooking:
-            BOOKINGS.labels("create", "invalid").inc()
-            raise
-        BOOKINGS.labels("create", "created").inc()
+            raise await self._conflict(slots, None) from None
         return view
 
     async def get(self, booking_id: UUID) -> BookingView:
-        async with self._db.acquire() as conn:
+        async with self._db.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
             if await conn.fetchval("SELECT 1 FROM bookings WHERE id = $1", booking_id) is None:
                 raise BookingNotFound
             return (await store.state(conn, booking_id))[1]
@@ -82,84 +89,94 @@ class BookingService:
         try:
             async with self._db.acquire() as conn, conn.transaction():
                 row, existing = await self._open(conn, booking_id, if_match)
-                changed_slots = False
+                slots_changed = False
                 if patch.slots is not None:
                     desired = [RequestedSlot(s.space_id, s.start, s.end, s.slot_id) for s in patch.slots]
-                    changed_slots = await self._check_changed_slots(conn, existing, desired, patch)
-                    await store.apply_slot_changes(conn, booking_id, existing, desired)
+                    slots_changed = await self._check_slots(conn, existing, desired)
                 patron = patch.patron.model_dump(exclude_none=True, mode="json") if patch.patron else {}
                 patron = {k: v for k, v in patron.items() if row[k] != v}
-                nickname = patch.public_nickname if patch.public_nickname != row["public_nickname"] else None
-                if nickname and patch.slots is None:
-                    rules = await space_rules(conn, {r["space_id"] for r in existing if r["status"] == "confirmed"})
-                    if not nickname_allowed(rules.values()):
-                        raise InvalidBooking([_nickname_violation()])
-                if not (changed_slots or patron or nickname):
+                nickname = (patch.public_nickname if "public_nickname" in patch.model_fields_set
+                            else row["public_nickname"])
+                nickname_changed = nickname != row["public_nickname"]
+                if nickname and (nickname_changed or slots_changed):
+                    await self._check_nickname(conn, desired if patch.slots is not None else existing)
+                if not (slots_changed or patron or nickname_changed):
                     return (await store.state(conn, booking_id))[1]
-                await store.bump_version(conn, booking_id, patron=patron, nickname=nickname)
+                if slots_changed:
+                    await store.apply_slot_changes(conn, booking_id, existing, desired)
+                await store.bump_version(conn, booking_id, patron=patron, nickname=(nickname_changed, nickname))
                 event, view = await store.state(conn, booking_id)
                 await store.emit(conn, "booking.updated", event)
         except asyncpg.ExclusionViolationError:
-            raise await self._conflict("update", desired, booking_id) from None
-        except InvalidBooking:
-            BOOKINGS.labels("update", "invalid").inc()
-            raise
-        BOOKINGS.labels("update", "updated").inc()
+            raise await self._conflict(desired, booking_id) from None
         return view
 
     async def cancel(self, booking_id: UUID, if_match: int | None, slot_id: UUID | None = None) -> BookingView:
-        """Cancels one slot, or the whole booking; cancelling the last confirmed slot cancels the booking."""
+        """Cancels one slot, or every slot that has not ended yet; with no confirmed slot left the booking is
+        cancelled. Slots that already took place stay as they were."""
+        now = self._clock()
         async with self._db.acquire() as conn, conn.transaction():
             _, existing = await self._open(conn, booking_id, if_match)
-            confirmed = {r["id"] for r in existing if r["status"] == "confirmed"}
             if slot_id is not None and slot_id not in {r["id"] for r in existing}:
                 raise BookingNotFound
-            if slot_id is not None and slot_id not in confirmed:
+            targets = [r for r in existing if r["status"] == "confirmed" and slot_id in (None, r["id"])]
+            if slot_id is not None and not targets:
                 return (await store.state(conn, booking_id))[1]  # already cancelled: nothing changes
-            whole = slot_id is None or confirmed == {slot_id}
-            await store.cancel_slots(conn, booking_id, None if whole else [slot_id])  # type: ignore[list-item]
-            await store.bump_version(conn, booking_id, status="cancelled" if whole else None)
+            future = [r["id"] for r in targets if r["during"].upper > now]
+            if not future:
+                raise BookingClosed("It already took place and can no longer be cancelled.")
+            remaining = [r for r in existing if r["status"] == "confirmed" and r["id"] not in future]
+            await store.cancel_slots(conn, booking_id, future)
+            await store.bump_version(conn, booking_id, status=None if remaining else "cancelled")
             event, view = await store.state(conn, booking_id)
-            await store.emit(conn, "booking.cancelled" if whole else "booking.updated", event)
-        BOOKINGS.labels("cancel", "cancelled").inc()
+            await store.emit(conn, "booking.updated" if remaining else "booking.cancelled", event)
         return view
 
-    async def _open(self, conn: asyncpg.Connection[Any], booking_id: UUID,
-                    if_match: int | None) -> tuple[asyncpg.Record, list[asyncpg.Record]]:
+    async def _open(self, conn: Conn, booking_id: UUID, if_match: int | None,
+                    ) -> tuple[asyncpg.Record, list[asyncpg.Record]]:
         row = await store.lock_booking(conn, booking_id)
         if row is None:
             raise BookingNotFound
         if if_match is not None and if_match != row["version"]:
             raise VersionMismatch(row["version"])
         if row["status"] == "cancelled":
-            raise BookingClosed
+            raise BookingClosed("The booking is cancelled and can no longer change.")
         return row, await store.load_slots(conn, booking_id)
 
-    async def _check_changed_slots(self, conn: asyncpg.Connection[Any], existing: list[asyncpg.Record],
-                                   desired: list[RequestedSlot], patch: BookingPatch) -> bool:
+    async def _check_slots(self, conn: Conn, existing: list[asyncpg.Record], desired: list[RequestedSlot]) -> bool:
+        """Validates the new list of slots; True when it differs from the booking's current slots."""
         current = {row["id"]: row for row in existing}
+        ids = [s.slot_id for s in desired if s.slot_id]
         unknown = [Violation(f"slots.{i}.slot_id", f"slot {s.slot_id} is not part of this booking")
                    for i, s in enumerate(desired) if s.slot_id and s.slot_id not in current]
-        repeated = len({s.slot_id for s in desired if s.slot_id}) != len([s for s in desired if s.slot_id])
-        if unknown or repeated:
+        if unknown or len(ids) != len(set(ids)):
             raise InvalidBooking(unknown or [Violation("slots", "a slot_id appears more than once")])
-        changed = [i for i, s in enumerate(desired) if s.slot_id is None or (
-            current[s.slot_id]["space_id"], current[s.slot_id]["during"].lower,
-            current[s.slot_id]["during"].upper, current[s.slot_id]["status"]) != (
-            s.space_id, s.start, s.end, "confirmed")]
-        rules = await space_rules(conn, {s.space_id for s in desired})
-        violations = check_slots(desired, rules, self._clock(), changed=changed)
-        if patch.public_nickname and not violations and not nickname_allowed(rules.values()):
-            violations.append(_nickname_violation())
+        changed = [i for i, s in enumerate(desired) if s.slot_id is None or _moved(current[s.slot_id], s)]
+        dropped = [row for row in existing if row["status"] == "confirmed" and row["id"] not in ids]
+        now = self._clock()
+        violations = check_history(
+            [(i, current[desired[i].slot_id]["during"].upper) for i in changed if desired[i].slot_id]
+            + [(None, row["during"].upper) for row in dropped], now)
+        violations += check_slots(desired, await space_rules(conn, {s.space_id for s in desired}), now,
+                                  changed=changed)
         if violations:
             raise InvalidBooking(violations)
-        dropped = {r["id"] for r in existing if r["status"] == "confirmed"} - {s.slot_id for s in desired}
         return bool(changed or dropped)
 
-    async def _conflict(self, operation: str, slots: list[RequestedSlot], booking_id: UUID | None) -> SlotConflict:
-        BOOKINGS.labels(operation, "conflict").inc()
+    async def _check_nickname(self, conn: Conn, slots: Sequence[RequestedSlot | asyncpg.Record]) -> None:
+        spaces = {s.space_id if isinstance(s, RequestedSlot) else s["space_id"] for s in slots
+                  if isinstance(s, RequestedSlot) or s["status"] == "confirmed"}
+        if not nickname_allowed((await space_rules(conn, spaces)).values()):
+            raise InvalidBooking([_nickname_violation()])
+
+    async def _conflict(self, slots: list[RequestedSlot], booking_id: UUID | None) -> SlotConflict:
         async with self._db.acquire() as conn:
             return SlotConflict(await store.conflicts(conn, slots, booking_id))
+
+
+def _moved(row: asyncpg.Record | Any, slot: RequestedSlot) -> bool:
+    return bool((row["space_id"], row["during"].lower, row["during"].upper, row["status"]) != (
+        slot.space_id, slot.start, slot.end, "confirmed"))
 
 
 def _nickname_violation() -> Violation:

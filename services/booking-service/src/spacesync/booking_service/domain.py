@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 from spacesync.common.events.catalog import OpeningHours, clock_minutes
 
 MINUTES_PER_DAY = 24 * 60
+BOOKING_HORIZON = timedelta(days=730)  # how far ahead a slot may be booked
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,8 @@ def check_slots(
             violations.append(Violation(f"slots.{index}.end", "must be after start"))
         elif slot.start < now:
             violations.append(Violation(f"slots.{index}.start", f"{_utc(slot.start)} is in the past"))
+        elif slot.end > now + BOOKING_HORIZON:
+            violations.append(Violation(f"slots.{index}.end", f"is more than {BOOKING_HORIZON.days} days ahead"))
         else:
             violations.extend(_check_hours_and_grid(index, slot, space))
     if violations:
@@ -149,6 +152,16 @@ def _minute_of_day(value: time) -> int:
 
 def _utc(value: datetime) -> str:
     return value.astimezone(ZoneInfo("UTC")).strftime("%Y-%m-%dT%H:%MZ")
+
+
+def check_history(removed: Iterable[tuple[int | None, datetime]], now: datetime) -> list[Violation]:
+    """Slots that have already ended are history: they are not cancelled or moved.
+
+    `removed` holds (index in the request or None, end) of each slot the change would cancel or move.
+    """
+    return [Violation(f"slots.{index}" if index is not None else "slots",
+                      f"a slot that ended at {_utc(end)} already took place and cannot change")
+            for index, end in removed if end <= now]
 
 
 def nickname_allowed(spaces: Iterable[SpaceRules]) -> bool:

@@ -1,7 +1,7 @@
 """Forward-only SQL migrations, applied in order into one service schema, once each.
 
 Each migration runs in its own transaction with search_path set to the schema, so the SQL names tables
-without a schema. A transaction-scoped advisory lock lets several replicas start at once safely.
+without a schema. An advisory lock lets several replicas start at once safely.
 """
 
 from __future__ import annotations
@@ -39,21 +39,23 @@ def common_migrations() -> list[Migration]:
 async def migrate(conn: asyncpg.Connection[Any], schema: str, migrations: list[Migration]) -> list[str]:
     """Applies the migrations not applied yet; returns their names."""
     quoted = quote_ident(schema)
-    await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quoted}")
-    await conn.execute(
-        f"CREATE TABLE IF NOT EXISTS {quoted}.schema_migrations ("
-        " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
-    applied: list[str] = []
-    for migration in migrations:
-        async with conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"migrate:{schema}")
-            done = await conn.fetchval(
-                f"SELECT 1 FROM {quoted}.schema_migrations WHERE name = $1", migration.name)
-            if done:
+    # One migrator per schema at a time (replicas start together); the lock also covers CREATE SCHEMA.
+    await conn.execute("SELECT pg_advisory_lock(hashtext($1))", f"migrate:{schema}")
+    try:
+        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quoted}")
+        await conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {quoted}.schema_migrations ("
+            " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
+        applied: list[str] = []
+        for migration in migrations:
+            if await conn.fetchval(f"SELECT 1 FROM {quoted}.schema_migrations WHERE name = $1", migration.name):
                 continue
-            await conn.execute(f"SET LOCAL search_path = {quoted}, public")
-            await conn.execute(migration.sql)
-            await conn.execute(f"INSERT INTO {quoted}.schema_migrations (name) VALUES ($1)", migration.name)
+            async with conn.transaction():
+                await conn.execute(f"SET LOCAL search_path = {quoted}, public")
+                await conn.execute(migration.sql)
+                await conn.execute(f"INSERT INTO {quoted}.schema_migrations (name) VALUES ($1)", migration.name)
             applied.append(migration.name)
             log.info("migration applied", extra={"schema": schema, "migration": migration.name})
-    return applied
+        return applied
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", f"migrate:{schema}")

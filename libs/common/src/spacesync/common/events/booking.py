@@ -1,13 +1,11 @@
 """booking.events payloads: the full state of a booking after each change."""
 
 from enum import StrEnum
-from typing import Annotated, Self
+from typing import Self
 
-from pydantic import BaseModel, EmailStr, Field, StringConstraints, model_validator
+from pydantic import BaseModel, EmailStr, Field, model_validator
 
-from spacesync.common.events._types import CONTRACT_CONFIG, Id, UtcDatetime, Version
-
-Name = Annotated[str, StringConstraints(min_length=1, max_length=100, strip_whitespace=True)]
+from spacesync.common.events.fields import CONTRACT_CONFIG, Id, PersonName, UtcDatetime, Version
 
 
 class BookingStatus(StrEnum):
@@ -23,8 +21,8 @@ class SlotStatus(StrEnum):
 class Patron(BaseModel):
     model_config = CONTRACT_CONFIG
 
-    first_name: Name
-    last_name: Name
+    first_name: PersonName
+    last_name: PersonName
     email: EmailStr
 
 
@@ -55,7 +53,7 @@ class BookingState(BaseModel):
     version: Version
     status: BookingStatus
     patron: Patron
-    public_nickname: Annotated[str, StringConstraints(max_length=100)] | None = None
+    public_nickname: PersonName | None = None
     slots: list[BookingSlot] = Field(min_length=1, description="Cancelled slots stay, with status cancelled")
     created_at: UtcDatetime
     updated_at: UtcDatetime

@@ -1,23 +1,27 @@
 """catalog.events payloads: locations, categories and spaces (full state after each change)."""
 
+import functools
 import itertools
 import re
+import zoneinfo
 from typing import Annotated, ClassVar, Self
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, Field, model_validator
 
-from spacesync.common.events._types import CONTRACT_CONFIG, Id, UtcDatetime, Version
+from spacesync.common.events.fields import CONTRACT_CONFIG, Id, Name, UtcDatetime, Version
 
-Name = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
 _CLOCK = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")
 
 
+@functools.cache
+def _zone_names() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
 def _iana_zone(name: str) -> str:
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown IANA time zone {name!r}") from None
+    # Membership, not ZoneInfo(name): that also opens folders ('America') and odd paths.
+    if name not in _zone_names():
+        raise ValueError(f"unknown IANA time zone {name!r}")
     return name
 
 

@@ -47,10 +47,22 @@ class CloudEvent(BaseModel):
         return headers
 
     @classmethod
-    def from_headers(cls, headers: Mapping[str, str | bytes] | Iterable[tuple[str, bytes]]) -> CloudEvent:
+    def from_headers(
+        cls, headers: Mapping[str, str | bytes | None] | Iterable[tuple[str, bytes | None]],
+    ) -> CloudEvent:
         """Reads ce_* headers; raises InvalidEvent naming what is missing or wrong."""
         items = headers.items() if isinstance(headers, Mapping) else headers
-        text = {k: v.decode("utf-8", "replace") if isinstance(v, bytes) else v for k, v in items}
+        text: dict[str, str] = {}
+        for name, value in items:
+            if isinstance(value, bytes):
+                try:
+                    value = value.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise InvalidEvent(f"header {name!r} is not UTF-8") from None
+            if value is None and (name.startswith("ce_") or name == "content-type"):
+                raise InvalidEvent(f"header {name!r} has no value")
+            if value is not None:
+                text[name] = value
         missing = [h for h in ("ce_specversion", "ce_id", "ce_source", "ce_type") if not text.get(h)]
         if missing:
             raise InvalidEvent(f"missing CloudEvents header(s): {', '.join(missing)}")

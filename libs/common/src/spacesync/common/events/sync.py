@@ -5,7 +5,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field, StringConstraints
 
-from spacesync.common.events._types import CONTRACT_CONFIG, Id, UtcDatetime, Version
+from spacesync.common.events.fields import CONTRACT_CONFIG, ExchangeId, Id, UtcDatetime, Version
 
 
 class SlotSyncState(StrEnum):
@@ -21,9 +21,8 @@ class SlotSync(BaseModel):
     slot_id: Id
     space_id: Id
     state: SlotSyncState
-    item_id: Annotated[str, StringConstraints(max_length=1000)] | None = Field(
-        default=None, description="Exchange ItemId: the Outlook/Exchange Sync ID")
-    change_key: Annotated[str, StringConstraints(max_length=1000)] | None = None
+    item_id: ExchangeId | None = Field(default=None, description="Exchange ItemId: the Outlook/Exchange Sync ID")
+    change_key: ExchangeId | None = None
     error: Annotated[str, StringConstraints(max_length=2000)] | None = None
 
 

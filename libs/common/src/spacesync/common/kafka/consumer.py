@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from aiokafka import ConsumerRecord
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -45,8 +47,31 @@ def subscribe_events(
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
         description=description or f"CloudEvents on {topic.value}",
+        parser=_tolerant_parser,  # a broken header reaches our validation (and the DLQ), not FastStream's parser
         decoder=_raw_body,  # we validate the bytes ourselves, so a broken body is a DLQ reason, not a crash
     )(consume)
+
+
+async def _tolerant_parser(
+    record: ConsumerRecord[Any, Any], original: Callable[[ConsumerRecord[Any, Any]], Awaitable[StreamMessage[Any]]],
+) -> StreamMessage[Any]:
+    """FastStream's parser decodes every header as UTF-8 and fails on a header without value. It gets a copy
+    with such headers blanked; the message keeps the original record, which parse_event then rejects."""
+    clean = copy.copy(record)
+    clean.headers = [(name, value if _utf8(value) else b"") for name, value in record.headers]
+    message = await original(clean)
+    message.raw_message = record
+    return message
+
+
+def _utf8(value: bytes | None) -> bool:
+    if value is None:
+        return False
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 async def _raw_body(message: StreamMessage[Any]) -> bytes:

@@ -64,7 +64,8 @@ class DeadLetterMiddleware(BaseMiddleware):
 
     async def _dead_letter(self, record: ConsumerRecord[Any, Any], reason: str, group: str) -> None:
         broker = self.context.get("broker")
-        headers = {k: v.decode("utf-8", "replace") for k, v in record.headers}
+        # The original headers as text (a value that is not UTF-8 keeps its characters as replacements).
+        headers = {k: (v or b"").decode("utf-8", "replace") for k, v in record.headers}
         headers.update({
             "dlq_reason": reason[:2000],
             "dlq_source_topic": record.topic,

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Self
+from typing import Self
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, StringConstraints, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, model_validator
 
 from spacesync.common.events.booking import BookingStatus, Patron, SlotStatus
 from spacesync.common.events.catalog import OpeningHours, TimeZoneName
+from spacesync.common.events.fields import Name, PersonName, UtcDatetime
 
-Name = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
-PersonName = Annotated[str, StringConstraints(min_length=1, max_length=100, strip_whitespace=True)]
-Nickname = Annotated[str, StringConstraints(min_length=1, max_length=100, strip_whitespace=True)]
+Nickname = PersonName
 
 STRICT = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
@@ -91,8 +90,8 @@ class SlotRequest(BaseModel):
     model_config = STRICT
     slot_id: UUID | None = Field(default=None, description="On change: an existing slot to keep or move")
     space_id: UUID
-    start: AwareDatetime = Field(description="With an offset or Z; stored in UTC")
-    end: AwareDatetime
+    start: UtcDatetime = Field(description="With an offset or Z; stored in UTC")
+    end: UtcDatetime
 
 
 class BookingCreate(BaseModel):
@@ -117,7 +116,8 @@ class PatronPatch(BaseModel):
 
 class BookingPatch(BaseModel):
     """Change a booking. `slots`, when given, is the whole new list: slots with a slot_id are kept or
-    moved, slots without one are added, and confirmed slots left out are cancelled."""
+    moved, slots without one are added, and confirmed slots left out are cancelled. `public_nickname: null`
+    removes the nickname."""
 
     model_config = STRICT
     patron: PatronPatch | None = None

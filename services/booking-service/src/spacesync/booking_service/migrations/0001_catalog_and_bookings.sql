@@ -67,7 +67,9 @@ CREATE TABLE booking_slots (
     created_at       timestamptz NOT NULL DEFAULT now(),
     updated_at       timestamptz NOT NULL DEFAULT now(),
     -- No double booking: two confirmed slots of one space never overlap. Postgres decides, not Python.
+    -- Checked at commit, so one change may move a booking's slots past each other (a swap, a reshuffle).
     CONSTRAINT booking_slots_no_overlap
         EXCLUDE USING gist (space_id WITH =, during WITH &&) WHERE (status = 'confirmed')
+        DEFERRABLE INITIALLY DEFERRED
 );
 CREATE INDEX booking_slots_booking ON booking_slots (booking_id, position);

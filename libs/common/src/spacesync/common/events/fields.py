@@ -5,13 +5,23 @@ from typing import Annotated
 
 from pydantic import AfterValidator, AwareDatetime, ConfigDict, Field, StringConstraints
 
+# Printable text: control characters (NUL, escapes, line breaks) are refused, not stored or forwarded.
+PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+
+
 # Ids are opaque strings: booking-service uses UUIDs, other producers their own (unique per ce_source).
-Id = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
+Id = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True, pattern=PRINTABLE)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True, pattern=PRINTABLE)]
+PersonName = Annotated[str, StringConstraints(min_length=1, max_length=100, strip_whitespace=True, pattern=PRINTABLE)]
+ExchangeId = Annotated[str, StringConstraints(min_length=1, max_length=1000, pattern=PRINTABLE)]
 Version = Annotated[int, Field(ge=1, description="Per-aggregate version: +1 on every change")]
 
 
 def _to_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("date is out of range") from None
 
 
 # Times travel in UTC; an offset is required on input so no one guesses a zone.
