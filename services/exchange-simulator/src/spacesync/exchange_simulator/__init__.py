@@ -1,0 +1,1 @@
+"""EWS test double for Spacesync: see the service README."""
