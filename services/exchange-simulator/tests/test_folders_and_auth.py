@@ -42,8 +42,9 @@ def test_ntlm_authenticates_the_connection_not_the_request(account: AccountFacto
 
 
 def _calendar(room_account: object, smtp: str) -> Calendar:
-    return Calendar(root=Root(account=room_account), _distinguished_id=DistinguishedFolderId("calendar",
-                    mailbox=Mailbox(email_address=smtp)))
+    # The README's way to reach a calendar without GetFolder(root), which free/busy-only accounts may not open.
+    return Calendar(root=Root(account=room_account), _distinguished_id=DistinguishedFolderId(
+        id="calendar", mailbox=Mailbox(email_address=smtp)))
 
 
 @pytest.mark.parametrize(("user", "expected"), [

@@ -108,6 +108,11 @@ class EwsEndpoint:
             result = handler(context, element)
         except SoapFault as failure:
             return self._fault(failure, operation), failure.code
+        except Exception:
+            # A bug here must still look like Exchange (a fault, keep-alive), not like a dropped connection.
+            log.exception("internal error in %s", operation)
+            failure = fault("ErrorInternalServerError", "An internal server error occurred. The operation failed.")
+            return self._fault(failure, operation), failure.code
         if isinstance(result, Streamed):
             return await self._stream(request, result), "NoError"
         return self._xml(operation, envelope(self.state.seed.server_version, result)), _first_code(result)

@@ -12,6 +12,7 @@ from spacesync.exchange_simulator.seed import ServerVersion
 SOAP = "http://schemas.xmlsoap.org/soap/envelope/"
 M = "http://schemas.microsoft.com/exchange/services/2006/messages"
 T = "http://schemas.microsoft.com/exchange/services/2006/types"
+ERRORS = "http://schemas.microsoft.com/exchange/services/2006/errors"  # fault detail elements
 NSMAP = {"s": SOAP, "m": M, "t": T}
 
 Element = etree._Element
@@ -106,7 +107,8 @@ def success(message_tag: str) -> Element:
     return message
 
 
-def error_message(message_tag: str, failure: EwsError) -> Element:
+def error_message(message_tag: str, failure: EwsError, container: str | None = None) -> Element:
+    """An error message; `container` names the (empty) element the schema requires after it, e.g. Items."""
     message = etree.Element(m(message_tag), ResponseClass="Error")
     etree.SubElement(message, m("MessageText")).text = failure.message
     etree.SubElement(message, m("ResponseCode")).text = failure.code
@@ -115,6 +117,8 @@ def error_message(message_tag: str, failure: EwsError) -> Element:
         xml = etree.SubElement(message, m("MessageXml"))
         for name, value in failure.values.items():
             etree.SubElement(xml, t("Value"), Name=name).text = value
+    if container is not None:
+        etree.SubElement(message, m(container))
     return message
 
 
@@ -126,8 +130,8 @@ def fault_envelope(version: ServerVersion, failure: SoapFault) -> Element:
         failure.message
     )
     detail = etree.SubElement(body_fault, "detail")
-    etree.SubElement(detail, m("ResponseCode"), nsmap={"e": M}).text = failure.code
-    etree.SubElement(detail, m("Message"), nsmap={"e": M}).text = failure.message
+    etree.SubElement(detail, f"{{{ERRORS}}}ResponseCode", nsmap={"e": ERRORS}).text = failure.code
+    etree.SubElement(detail, f"{{{ERRORS}}}Message", nsmap={"e": ERRORS}).text = failure.message
     if failure.values:
         xml = etree.SubElement(detail, t("MessageXml"), nsmap={"t": T})
         for name, value in failure.values.items():
