@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -14,7 +16,7 @@ STATE = web.AppKey("state", SimulatorState)
 EWS_PATH = "/EWS/Exchange.asmx"
 
 
-def create_app(seed: Seed, admin_token: str = "") -> web.Application:
+def create_app(seed: Seed, admin_token: str = "", state_file: Path | None = None) -> web.Application:
     state = SimulatorState.from_seed(seed)
     app = web.Application(client_max_size=16 * 1024 * 1024)
     app[STATE] = state
