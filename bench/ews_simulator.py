@@ -56,7 +56,7 @@ GET_FOLDER = """<?xml version="1.0" encoding="utf-8"?>
 </t:Mailbox></t:DistinguishedFolderId></m:FolderIds></m:GetFolder></s:Body></s:Envelope>"""
 
 
-class SlotId(ExtendedProperty):
+class SlotId(ExtendedProperty):  # type: ignore[misc]  # exchangelib is untyped
     distinguished_property_set_id = "PublicStrings"
     property_name = "X-Spacesync-Slot-Id"
     property_type = "String"

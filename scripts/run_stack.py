@@ -37,7 +37,11 @@ class Service:
         return f"http://127.0.0.1:{self.port}"
 
 
-SERVICES = [Service("booking-service", "spacesync.booking_service", 8081)]
+SERVICES = [
+    Service("booking-service", "spacesync.booking_service", 8081),
+    # The embedded default Exchange: a test double with the demo library's rooms (demo_seed.yaml).
+    Service("exchange-simulator", "spacesync.exchange_simulator", 8090),
+]
 
 
 def infrastructure_env() -> dict[str, str]:
@@ -137,6 +141,8 @@ Spacesync is running. Try:
   curl -s {SERVICES[0].url}/v1/spaces
   open {SERVICES[0].url}/docs        (OpenAPI; admin token: {ADMIN_TOKEN})
   make events                         (the CloudEvents on Kafka, as they arrive)
+  curl -s {SERVICES[1].url}/admin/mailboxes   (the EWS simulator: {SERVICES[1].url}/EWS/Exchange.asmx,
+                                        account LIBRARY\\svc-spacesync / demo-password)
 Ctrl+C stops the services (Kafka and PostgreSQL keep running: make infra-down).""")
         while not stopping and all(p.poll() is None for p in processes):
             time.sleep(0.5)

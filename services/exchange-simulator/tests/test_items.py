@@ -5,11 +5,14 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from ews_helpers import AUTH_TYPES, AccountFactory, requests_seen
 from exchangelib import IMPERSONATION, CalendarItem, EWSDateTime, EWSTimeZone, ExtendedProperty
 from exchangelib.errors import ErrorAccessDenied, ErrorIrresolvableConflict, ErrorItemNotFound
 from exchangelib.items import SEND_TO_NONE
+from exchangelib.fields import MONDAY, WEDNESDAY
+from exchangelib.recurrence import NumberedPattern, WeeklyPattern
+from exchangelib.recurrence import Recurrence as Recurrence_
 
-from ews_helpers import AUTH_TYPES, AccountFactory, requests_seen
 from spacesync.exchange_simulator.calendar import CalendarItem as StoredItem
 from spacesync.exchange_simulator.calendar import FreeBusy, Person, Recurrence
 from spacesync.exchange_simulator.embedded import EmbeddedSimulator
@@ -18,7 +21,7 @@ UTC = EWSTimeZone("UTC")
 BERLIN = EWSTimeZone("Europe/Berlin")
 
 
-class SlotId(ExtendedProperty):
+class SlotId(ExtendedProperty):  # type: ignore[misc]  # exchangelib is untyped
     distinguished_property_set_id = "PublicStrings"
     property_name = "X-Spacesync-Slot-Id"
     property_type = "String"
@@ -148,3 +151,20 @@ def test_impersonation_writes_as_the_room(account: AccountFactory) -> None:
     room = account("room2@example.org", user="imp@example.org", access=IMPERSONATION)
     item = _booking(room)
     assert room.calendar.get(id=item.id).organizer.email_address == "room2@example.org"
+
+
+def test_recurring_series_created_through_ews(account: AccountFactory) -> None:
+    room = account()
+    series = CalendarItem(
+        folder=room.calendar, subject="Weekly class", start=at(10, day=3, zone=BERLIN),
+        end=at(11, day=3, zone=BERLIN), legacy_free_busy_status="Busy",
+        recurrence=Recurrence_(pattern=WeeklyPattern(interval=1, weekdays=[MONDAY, WEDNESDAY]),
+                               boundary=NumberedPattern(start=dt.date(2031, 3, 3), number=4)),
+    )
+    series.save(send_meeting_invitations=SEND_TO_NONE)
+    view = list(room.calendar.view(start=at(0, day=1), end=at(0, day=31)))
+    assert [(v.start.astimezone(BERLIN).day, v.start.astimezone(BERLIN).hour) for v in view] == [
+        (3, 10), (5, 10), (10, 10), (12, 10)]
+    master = room.calendar.get(id=series.id)
+    assert master.type == "RecurringMaster"
+    assert master.recurrence.boundary.number == 4

@@ -28,6 +28,9 @@ def create_app(seed: Seed, admin_token: str = "", state_file: Path | None = None
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
+    async def stop_streams(_: web.Application) -> None:
+        state.subscriptions.shutdown()  # open GetStreamingEvents answers end with ConnectionStatus Closed
+
     async def close(_: web.Application) -> None:
         state.authenticator.close()
 
@@ -36,5 +39,6 @@ def create_app(seed: Seed, admin_token: str = "", state_file: Path | None = None
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", healthz)
     admin.add_routes(app, state, admin_token)
+    app.on_shutdown.append(stop_streams)
     app.on_cleanup.append(close)
     return app

@@ -41,7 +41,7 @@ class FaultScope(StrEnum):
 
 
 # The kind-specific parameters: giving one to another kind is a mistake worth reporting (it would do nothing).
-_PARAMETER_OF = {
+PARAMETER_OF = {
     "back_off_ms": FaultKind.SERVER_BUSY,
     "retry_after_s": FaultKind.HTTP_503,
     "latency_ms": FaultKind.LATENCY,
@@ -114,7 +114,7 @@ class FaultSpec(BaseModel):
     @classmethod
     def _parameter_of_kind(cls, value: int, info: ValidationInfo) -> int:
         kind = _kind(info)
-        wanted = _PARAMETER_OF[info.field_name or ""]
+        wanted = PARAMETER_OF[info.field_name or ""]
         if kind is not None and kind != wanted:
             raise ValueError(f"only a {wanted.value} fault takes {info.field_name}, not a {kind.value} fault")
         return value
@@ -223,7 +223,7 @@ class ConcurrencyGate:
 
     def limit_for(self, account: str, seed_limit: int | None) -> int | None:
         key = account.lower()
-        return self.limits[key] if key in self.limits else seed_limit
+        return self.limits.get(key, seed_limit)
 
     def set_limit(self, account: str, limit: int | None) -> None:
         self.limits[account.lower()] = limit

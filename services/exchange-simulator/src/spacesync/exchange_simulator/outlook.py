@@ -8,6 +8,7 @@ the sync service booked). The input models validate everything a person could ge
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 import zoneinfo
 from datetime import UTC, date, datetime, timedelta
@@ -235,7 +236,7 @@ def series_problems(start: datetime, end: datetime, recurrence: Recurrence | Non
     if recurrence.pattern == "daily":
         gap = recurrence.interval
     else:
-        gaps = [later - earlier for earlier, later in zip(days, days[1:], strict=False)]
+        gaps = [later - earlier for earlier, later in itertools.pairwise(days)]
         gap = min([*gaps, 7 * recurrence.interval - (days[-1] - days[0])])
     if end - start >= timedelta(days=gap):
         problems.append(("end", f"the meeting lasts {end - start}, not shorter than the {gap} day(s) between "

@@ -71,10 +71,11 @@ class EwsEndpoint:
             if isinstance(verdict, Challenge):
                 outcome = "http_401"
                 log.info("401 for %s: %s", operation, verdict.reason)
-                answer = web.Response(status=401, text="401 - Unauthorized: Access is denied", content_type="text/html")
+                challenge = web.Response(status=401, text="401 - Unauthorized: Access is denied",
+                                         content_type="text/html")
                 for offer in verdict.offers:
-                    answer.headers.add("WWW-Authenticate", offer)
-                return answer
+                    challenge.headers.add("WWW-Authenticate", offer)
+                return challenge
             anchor = (request.headers.get("X-AnchorMailbox") or "").lower() or None
             for spec in state.faults.take(verdict.key, anchor):
                 state.metrics.faults.labels(spec.kind.value).inc()
@@ -86,16 +87,19 @@ class EwsEndpoint:
                 outcome = "ErrorServerBusy"
                 return self._fault(fault("ErrorServerBusy", BackOffMilliseconds="1000"))
             try:
-                answer, outcome = await self._dispatch(request, verdict, header, element, operation)
-                return answer
+                answer, outcome = self._dispatch(verdict, header, element, operation)
             finally:
+                # A waiting stream does not hold the account's slot (it would starve every other request).
                 state.gate.leave(verdict.key)
+            if isinstance(answer, Streamed):
+                return await self._stream(request, answer)
+            return answer
         finally:
             state.metrics.requests.labels(operation, outcome).inc()
             state.metrics.latency.labels(operation).observe(time.perf_counter() - started)
 
-    async def _dispatch(self, request: web.Request, account: AccountSeed, header: Element | None,
-                        element: Element | None, operation: str) -> tuple[web.StreamResponse, str]:
+    def _dispatch(self, account: AccountSeed, header: Element | None, element: Element | None,
+                  operation: str) -> tuple[web.Response | Streamed, str]:
         try:
             if element is None:
                 raise fault("ErrorSchemaValidation", "The request is not a SOAP envelope with a body element.")
@@ -111,10 +115,10 @@ class EwsEndpoint:
         except Exception:
             # A bug here must still look like Exchange (a fault, keep-alive), not like a dropped connection.
             log.exception("internal error in %s", operation)
-            failure = fault("ErrorInternalServerError", "An internal server error occurred. The operation failed.")
-            return self._fault(failure, operation), failure.code
+            internal = fault("ErrorInternalServerError", "An internal server error occurred. The operation failed.")
+            return self._fault(internal, operation), internal.code
         if isinstance(result, Streamed):
-            return await self._stream(request, result), "NoError"
+            return result, "NoError"
         return self._xml(operation, envelope(self.state.seed.server_version, result)), _first_code(result)
 
     def _xml(self, operation: str, root: Element, status: int = 200) -> web.Response:
@@ -134,9 +138,13 @@ class EwsEndpoint:
         answer = web.StreamResponse(status=200, headers={"Content-Type": XML})
         answer.enable_chunked_encoding()
         await answer.prepare(request)
-        async for body in result.bodies:
-            await answer.write(self._observed("GetStreamingEvents", envelope(self.state.seed.server_version, body)))
-        await answer.write_eof()
+        try:
+            async for body in result.bodies:
+                await answer.write(self._observed("GetStreamingEvents",
+                                                  envelope(self.state.seed.server_version, body)))
+            await answer.write_eof()
+        except ConnectionResetError:  # the client hung up (e.g. it had the notifications it wanted)
+            log.info("streaming client disconnected")
         return answer
 
     async def _inject(self, request: web.Request, spec: FaultSpec) -> web.StreamResponse | None:

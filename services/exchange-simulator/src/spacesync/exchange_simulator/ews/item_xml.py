@@ -93,7 +93,7 @@ def apply_field(item: CalendarItem, element: Element, zone: str = "UTC") -> None
     text = element.text or ""
     setters: dict[str, Callable[[], None]] = {
         "Subject": lambda: setattr(item, "subject", text),
-        "Body": lambda: (setattr(item, "body", text), setattr(item, "body_type", element.get("BodyType", "Text"))),
+        "Body": lambda: _set_body(item, text, element.get("BodyType", "Text")),
         "Sensitivity": lambda: setattr(item, "sensitivity", text),
         "Importance": lambda: setattr(item, "importance", text),
         "ReminderIsSet": lambda: setattr(item, "reminder_is_set", _bool(text)),
@@ -123,6 +123,11 @@ def apply_field(item: CalendarItem, element: Element, zone: str = "UTC") -> None
     if setter is not None:
         setter()
     # Other fields (attendees, reminders' due time, ...) are accepted and not kept: rooms don't need them.
+
+
+def _set_body(item: CalendarItem, text: str, body_type: str) -> None:
+    item.body = text
+    item.body_type = body_type
 
 
 def clear_field(item: CalendarItem, uri: Element) -> None:

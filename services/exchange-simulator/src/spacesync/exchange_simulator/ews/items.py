@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import partial
 
 from lxml import etree
 
+from spacesync.exchange_simulator import timezones
 from spacesync.exchange_simulator.calendar import CalendarItem, ItemNotFound, Occurrence, StaleChangeKey
 from spacesync.exchange_simulator.ews import item_xml
 from spacesync.exchange_simulator.ews.context import Handler, Need, RequestContext
@@ -39,11 +41,6 @@ def _message(tag: str, item: CalendarItem | None = None, entry_id: str | None = 
 
 def _item_zone(context: RequestContext, element: Element) -> str:
     """The IANA zone a recurring series repeats in: its StartTimeZone, else the request's TimeZoneContext."""
-    try:
-        from spacesync.exchange_simulator import timezones
-    except ImportError:  # TEMP until timezones.py lands
-        return "UTC"
-
     zone_element = element.find("t:StartTimeZone", NSMAP)
     windows_id = zone_element.get("Id") if zone_element is not None else context.time_zone
     zone = timezones.iana_for(windows_id) if windows_id else None
@@ -55,9 +52,9 @@ def create_item(context: RequestContext, request: Element) -> Element:
     try:
         mailbox = calendar_of(context, request.find("m:SavedItemFolderId", NSMAP), Need.WRITE)
     except EwsError as failure:
-        items = _children(request.find("m:Items", NSMAP))
+        count = max(1, len(_children(request.find("m:Items", NSMAP))))
         return response("CreateItem", [error_message("CreateItemResponseMessage", failure, "Items")
-                                       for _ in items or [None]])
+                                       for _ in range(count)])
     for element in _children(request.find("m:Items", NSMAP)):
         try:
             if etree.QName(element).localname != "CalendarItem":
@@ -95,7 +92,7 @@ def update_item(context: RequestContext, request: Element) -> Element:
                 raise error("ErrorInvalidOperation", "The simulator does not modify single occurrences of a series.")
             updated = context.calendars.update(
                 item_id, None if overwrite else id_element.get("ChangeKey"),
-                lambda target: _apply_updates(context, target, change.find("t:Updates", NSMAP)))
+                partial(_apply_updates, context, updates=change.find("t:Updates", NSMAP)))
             message = _message("UpdateItemResponseMessage", updated)
             conflicts = etree.SubElement(message, m("ConflictResults"))
             etree.SubElement(conflicts, f"{{{NSMAP['t']}}}Count").text = "0"
@@ -108,7 +105,7 @@ def update_item(context: RequestContext, request: Element) -> Element:
     return response("UpdateItem", messages)
 
 
-def _apply_updates(context: RequestContext, item: CalendarItem, updates: Element | None) -> None:
+def _apply_updates(context: RequestContext, item: CalendarItem, *, updates: Element | None) -> None:
     # Work on a copy so an invalid update changes nothing.
     draft = replace(item, extended=dict(item.extended))
     for update in _children(updates):
