@@ -96,7 +96,7 @@ def test_fault_tolerance_backs_off_then_succeeds(account: AccountFactory, admin:
                                                  simulator: EmbeddedSimulator) -> None:
     room = ready(account, retry_policy=FaultTolerance(max_wait=10))
     add_fault(admin, kind="server_busy", back_off_ms=200, count=2)
-    assert timed(room.root.refresh) >= 0.4  # two back offs of 200 ms
+    assert timed(room.root.refresh) >= 0.39  # two back offs of 200 ms
     assert requests_seen(simulator.state, "GetFolder", "ErrorServerBusy") == 2
 
 
@@ -139,7 +139,7 @@ def test_503_fails_fast_as_server_busy(account: AccountFactory, admin: httpx.Cli
 def test_fault_tolerance_honours_retry_after(account: AccountFactory, admin: httpx.Client) -> None:
     room = ready(account, retry_policy=FaultTolerance(max_wait=10))
     add_fault(admin, kind="http_503", retry_after_s=1, count=1)
-    assert timed(room.root.refresh) >= 1
+    assert timed(room.root.refresh) >= 0.99
 
 
 @pytest.mark.parametrize("policy", [FailFast, lambda: FaultTolerance(max_wait=10)], ids=["failfast", "tolerant"])
@@ -259,9 +259,9 @@ def test_count_limits_the_requests_a_fault_hits(account: AccountFactory, admin: 
 
 def test_latency_delays_the_answer(account: AccountFactory, admin: httpx.Client) -> None:
     room = ready(account)
-    add_fault(admin, kind="latency", latency_ms=300, count=1)
-    assert timed(room.root.refresh) >= 0.3
-    assert timed(room.root.refresh) < 0.3
+    fault = add_fault(admin, kind="latency", latency_ms=300, count=1)
+    assert timed(room.root.refresh) >= 0.29
+    assert admin.get(f"/admin/faults/{fault['id']}").status_code == 404  # used up
 
 
 def test_latency_and_a_failure_together(account: AccountFactory, admin: httpx.Client) -> None:
@@ -271,7 +271,7 @@ def test_latency_and_a_failure_together(account: AccountFactory, admin: httpx.Cl
     started = time.monotonic()
     with pytest.raises(MalformedResponseError):
         room.root.refresh()
-    assert time.monotonic() - started >= 0.2
+    assert time.monotonic() - started >= 0.19
 
 
 # -- the concurrency limit --------------------------------------------------------------------------------------
@@ -300,8 +300,11 @@ def test_requests_past_the_concurrency_limit_get_server_busy(account: AccountFac
         thread.start()
     for thread in threads:
         thread.join(timeout=30)
-    # `limit` requests are served (slowly); the others are refused at once (the gate's BackOffMilliseconds=1000).
-    assert sorted(outcomes) == ["busy 1.0"] * (parallel - limit) + ["ok"] * limit
+    # The first `limit` requests are served (slowly); the ones arriving meanwhile are refused at once, with the
+    # gate's BackOffMilliseconds=1000.
+    assert len(outcomes) == parallel
+    assert set(outcomes) == {"ok", "busy 1.0"}
+    assert outcomes.count("ok") >= limit
     assert requests_seen(simulator.state, "GetFolder", "ErrorServerBusy") == outcomes.count("busy 1.0")
     wait_for(lambda: simulator.state.gate.current("domain\\writer") == 0, what="requests to leave the gate")
 

@@ -13,6 +13,10 @@ Choices made where Exchange leaves room (each mirrors what Exchange 2013-2019 on
   it as an exception object among the results); the others are still answered, in request order.
 - A caller without free/busy permission on the calendar (the simulator's Access.NONE; Exchange's calendar
   permission "None") gets ErrorNoFreeBusyAccess for that mailbox, again per mailbox, not for the request.
+  exchangelib only hands ErrorMailRecipientNotFound back as an object: it raises ErrorNoFreeBusyAccess while
+  iterating, after yielding the answers before it.
+- An account holding ApplicationImpersonation but not impersonating is an ordinary user: the calendar's Default
+  permission (AvailabilityOnly) applies, unless its rights name the mailbox otherwise.
 - An account with free/busy permission only (Exchange's AvailabilityOnly) gets times and BusyType: asked for a
   Detailed view it is downgraded to FreeBusy(Merged), the view type in the answer says so, and no
   CalendarEventDetails are sent. Details need read access to the calendar (Reviewer or more).
@@ -20,6 +24,8 @@ Choices made where Exchange leaves room (each mirrors what Exchange 2013-2019 on
   MergedFreeBusy digits: 0 Free, 1 Tentative, 2 Busy, 3 OOF (4 NoData is never produced for a mailbox the caller
   may see); WorkingElsewhere has no digit of its own and merges as 2 (Busy): read the events to tell them apart.
 - WorkingHours are left out (optional in the schema; exchangelib copes without them).
+- GetServerTimeZones with an Id the simulator does not know answers ErrorTimeZone (with the empty
+  TimeZoneDefinitions the schema requires); without Ids it lists every zone of timezones.WINDOWS_TO_IANA.
 """
 
 from __future__ import annotations
