@@ -28,7 +28,9 @@ test-unit: setup ## only the fast tests that need no infrastructure
 .PHONY: lint
 lint: setup ## ruff, mypy, shellcheck, contracts current and valid (AsyncAPI parser, when npm exists)
 	@$(UV) run ruff check .
-	@$(UV) run mypy libs services tests bench scripts
+	@# one mypy run per service's tests: each has its own conftest module
+	@$(UV) run mypy libs services/booking-service tests bench scripts
+	@$(UV) run mypy services/exchange-simulator
 	@if command -v shellcheck >/dev/null 2>&1; then shellcheck scripts/*.sh .ci/run; fi
 	@$(UV) run python -m spacesync.common.contracts --check contracts
 	@if command -v npm >/dev/null 2>&1; then \

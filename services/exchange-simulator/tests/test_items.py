@@ -8,8 +8,8 @@ import pytest
 from ews_helpers import AUTH_TYPES, AccountFactory, requests_seen
 from exchangelib import IMPERSONATION, CalendarItem, EWSDateTime, EWSTimeZone, ExtendedProperty
 from exchangelib.errors import ErrorAccessDenied, ErrorIrresolvableConflict, ErrorItemNotFound
-from exchangelib.items import SEND_TO_NONE
 from exchangelib.fields import MONDAY, WEDNESDAY
+from exchangelib.items import SEND_TO_NONE
 from exchangelib.recurrence import NumberedPattern, WeeklyPattern
 from exchangelib.recurrence import Recurrence as Recurrence_
 

@@ -267,4 +267,4 @@ def test_get_server_time_zones_answers_validate(ews_schema: etree.XMLSchema | No
     if ews_schema is None:
         pytest.skip("SPACESYNC_EWS_SCHEMA_DIR is not set")
     for answer in (everything, names, unknown):
-        assert ews_schema.validate(answer), ews_schema.error_log.filter_from_errors()
+        assert ews_schema.validate(answer), ews_schema.error_log

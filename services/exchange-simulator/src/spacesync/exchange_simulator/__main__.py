@@ -9,6 +9,7 @@ from aiohttp import web
 from spacesync.common.logging import configure_logging
 from spacesync.common.settings import load_settings
 from spacesync.exchange_simulator.app import create_app
+from spacesync.exchange_simulator.persistence import StateFileError
 from spacesync.exchange_simulator.seed import SeedError, load_seed
 from spacesync.exchange_simulator.settings import SimulatorSettings
 
@@ -20,9 +21,9 @@ def main() -> None:
     configure_logging("exchange-simulator", settings.log_level)
     try:
         seed = load_seed(settings.seed_file)
-    except SeedError as error:
+        app = create_app(seed, settings.admin_token, settings.state_file)
+    except (SeedError, StateFileError) as error:
         raise SystemExit(f"configuration error: {error}") from None
-    app = create_app(seed, settings.admin_token, settings.state_file)
     log.info("EWS simulator (a test double, not Exchange) at http://%s:%d/EWS/Exchange.asmx with %d mailboxes",
              settings.http_host, settings.http_port, len(seed.mailboxes))
     web.run_app(app, host=settings.http_host, port=settings.http_port, access_log=None, print=None,

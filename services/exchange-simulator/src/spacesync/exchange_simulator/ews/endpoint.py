@@ -21,7 +21,7 @@ from spacesync.exchange_simulator.ews.soap import (
     fault_envelope,
     serialize,
 )
-from spacesync.exchange_simulator.faults import FaultKind, FaultSpec
+from spacesync.exchange_simulator.faults import FaultKind, FaultSpec, request_mailboxes
 from spacesync.exchange_simulator.seed import AccountSeed
 from spacesync.exchange_simulator.state import SimulatorState
 
@@ -76,17 +76,18 @@ class EwsEndpoint:
                 for offer in verdict.offers:
                     challenge.headers.add("WWW-Authenticate", offer)
                 return challenge
-            anchor = (request.headers.get("X-AnchorMailbox") or "").lower() or None
-            for spec in state.faults.take(verdict.key, anchor):
-                state.metrics.faults.labels(spec.kind.value).inc()
-                injected = await self._inject(request, spec)
-                if injected is not None:
-                    outcome = {FaultKind.SERVER_BUSY: "ErrorServerBusy"}.get(spec.kind, spec.kind.value)
-                    return injected
+            # In flight from here: a request waiting out injected latency holds a slot of the account's limit.
             if not state.gate.enter(verdict.key, verdict.max_concurrency):
                 outcome = "ErrorServerBusy"
-                return self._fault(fault("ErrorServerBusy", BackOffMilliseconds="1000"))
+                return self._fault(fault("ErrorServerBusy", BackOffMilliseconds="1000"), operation)
             try:
+                mailboxes = request_mailboxes(request.headers.get("X-AnchorMailbox"), header, element)
+                for spec in state.faults.take(verdict.key, mailboxes, operation):
+                    state.metrics.faults.labels(spec.kind.value).inc()
+                    injected = await self._inject(request, spec)
+                    if injected is not None:
+                        outcome = {FaultKind.SERVER_BUSY: "ErrorServerBusy"}.get(spec.kind, spec.kind.value)
+                        return injected
                 answer, outcome = self._dispatch(verdict, header, element, operation)
             finally:
                 # A waiting stream does not hold the account's slot (it would starve every other request).
