@@ -5,10 +5,14 @@ For each thread count T it runs, for D seconds each:
   simulator's HTTP+SOAP path on this machine, without exchangelib's client-side cost;
 - exchangelib GetFolder(calendar) (NTLM: one handshake per connection, then plain requests);
 - exchangelib CreateItem of a booking-like appointment with a PublicStrings extended property (the writer's call);
-- exchangelib free/busy (GetUserAvailability) for 20 rooms per request (the poller's call).
-It prints requests/s and p50/p99 latency per row. The simulator runs as its own process on 127.0.0.1.
+- exchangelib free/busy (GetUserAvailability) for 20 rooms per request over one week, each room holding
+  10 Outlook meetings that week (created through the admin API): the poller's call.
+It prints requests/s, p50/p99 latency, and the simulator process's CPU use during the row (its share of one
+core, and CPU ms per request): where the simulator is below one core, the client (exchangelib, one process,
+its own GIL) is the bottleneck, not the simulator. The simulator runs as its own process on 127.0.0.1;
+exchangelib uses max_connections = threads.
 
-    uv run python bench/ews_simulator.py --seconds 5 --threads 1,4
+    uv run python bench/ews_simulator.py --seconds 5 --threads 1,8
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -45,6 +49,7 @@ from exchangelib import (
 from exchangelib.items import SEND_TO_NONE
 
 ROOMS = 40
+FREE_BUSY_ROOMS = [f"room{i}@bench.example.org" for i in range(20, 40)]  # not written by the CreateItem row
 USER, PASSWORD = "BENCH\\svc", "bench-password"
 GET_FOLDER = """<?xml version="1.0" encoding="utf-8"?>
 <s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"
@@ -78,11 +83,31 @@ def start_simulator(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
     while time.monotonic() < deadline:
         try:
             if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                book_outlook_meetings(base)
                 return process, base + "/EWS/Exchange.asmx"
         except httpx.HTTPError:
             time.sleep(0.2)
     process.kill()
     raise SystemExit("the simulator did not start")
+
+
+def book_outlook_meetings(base: str) -> None:
+    """10 one-hour meetings in the first week of 2031 in each room the free/busy row reads."""
+    with httpx.Client(base_url=base, timeout=10) as admin:
+        for room in FREE_BUSY_ROOMS:
+            for n in range(10):
+                start = datetime(2031, 1, 1 + n % 7, 8 + n, tzinfo=UTC)
+                admin.post(f"/admin/mailboxes/{room}/meetings", json={
+                    "organizer": {"name": "Staff Member", "smtp": "staff@bench.example.org"},
+                    "subject": f"Staff meeting {n}", "start": start.isoformat(),
+                    "end": (start + timedelta(hours=1)).isoformat(), "free_busy": "Busy",
+                }).raise_for_status()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run(threads: int, seconds: float, make_call: Callable[[int], Callable[[int], None]],
@@ -123,18 +148,22 @@ def account(url: str, mailbox: str, threads: int) -> Account:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--threads", default="1,4")
+    parser.add_argument("--threads", default="1,8")
     args = parser.parse_args()
     CalendarItem.register("slot_id", SlotId)
     with tempfile.TemporaryDirectory() as workdir:
         process, url = start_simulator(Path(workdir))
         try:
             print(f"EWS simulator at {url}; {ROOMS} rooms; {args.seconds:.0f} s per row")
-            print(f"{'T':>3} | {'operation':<40} | {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} | vs baseline")
+            print(f"{'T':>3} | {'operation':<40} | {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} | vs baseline | "
+                  f"simulator CPU  ms/req")
             for threads in (int(t) for t in args.threads.split(",")):
                 baseline = 0.0
                 for name, factory in scenarios(url, threads).items():
+                    cpu_before, wall_before = cpu_seconds(process.pid), time.monotonic()
                     rate, latencies, errors = run(threads, args.seconds, factory)
+                    cpu = cpu_seconds(process.pid) - cpu_before
+                    busy = cpu / (time.monotonic() - wall_before)
                     if errors:
                         print(f"{threads:>3} | {name:<40} | FAILED: {errors[0]}")
                         continue
@@ -142,7 +171,7 @@ def main() -> None:
                     ordered = sorted(latencies)
                     p99 = ordered[max(0, int(len(ordered) * 0.99) - 1)]
                     print(f"{threads:>3} | {name:<40} | {rate:7.0f} {statistics.median(ordered) * 1000:7.1f} "
-                          f"{p99 * 1000:7.1f} | {rate / baseline:.2f}")
+                          f"{p99 * 1000:7.1f} | {rate / baseline:11.2f} | {busy:8.0%} {cpu * 1000 / len(ordered):7.2f}")
                 close_connections()
         finally:
             process.terminate()
@@ -178,7 +207,7 @@ def scenarios(url: str, threads: int) -> dict[str, Callable[[int], Callable[[int
         return call
 
     def free_busy(_: int) -> Callable[[int], None]:
-        rooms = [(f"room{i}@bench.example.org", "Room", False) for i in range(20)]
+        rooms = [(room, "Room", False) for room in FREE_BUSY_ROOMS]
         start = EWSDateTime(2031, 1, 1, tzinfo=utc)
 
         def call(_: int) -> None:
