@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from admin_helpers import client, meetings_url
+from admin_helpers import client, meetings_url, on_loop
 from ews_helpers import AccountFactory
 from exchangelib import EWSDateTime, EWSTimeZone
 
@@ -15,13 +15,6 @@ BERLIN = EWSTimeZone("Europe/Berlin")
 ROOM = "room1@example.org"
 
 
-def _end_streams_after(simulator: EmbeddedSimulator, seconds: float) -> None:
-    async def apply() -> None:
-        simulator.state.subscriptions.max_stream_seconds = seconds
-
-    simulator.call(apply())
-
-
 def _events(notifications: Any) -> list[tuple[str, str]]:
     return [(type(event).__name__, getattr(getattr(event, "item_id", None), "id", "") or "")
             for notification in notifications for event in notification.events]
@@ -29,7 +22,8 @@ def _events(notifications: Any) -> list[tuple[str, str]]:
 
 def test_weekly_outlook_meeting_in_view_free_busy_and_notifications(
         account: AccountFactory, simulator: EmbeddedSimulator) -> None:
-    _end_streams_after(simulator, 1.0)
+    # ConnectionTimeout is in whole minutes: end each stream after a second instead.
+    on_loop(simulator, lambda: setattr(simulator.state.subscriptions, "max_stream_seconds", 1.0))
     room = account(ROOM)
     pull_id, watermark = room.calendar.subscribe_to_pull()
     stream_id = room.calendar.subscribe_to_streaming()

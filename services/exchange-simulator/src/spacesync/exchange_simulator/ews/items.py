@@ -114,8 +114,11 @@ def _apply_updates(context: RequestContext, item: CalendarItem, *, updates: Elem
             item_xml.clear_field(draft, update[0])
             continue
         holder = update.find("t:CalendarItem", NSMAP)
-        for child in _children(holder):
-            item_xml.apply_field(draft, child, _item_zone(context, holder) if holder is not None else "UTC")
+        if holder is None:
+            continue
+        zone = _item_zone(context, holder)
+        for child in holder:
+            item_xml.apply_field(draft, child, zone)
     if draft.end < draft.start:
         raise error("ErrorCalendarEndDateIsEarlierThanStartDate")
     for name in ("subject", "body", "body_type", "sensitivity", "importance", "reminder_is_set", "reminder_minutes",
