@@ -7,16 +7,15 @@ the sync service booked). The input models validate everything a person could ge
 
 from __future__ import annotations
 
-import functools
 import itertools
 import re
-import zoneinfo
 from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from spacesync.common.events.catalog import is_iana_zone
 from spacesync.exchange_simulator.calendar import (
     CalendarItem,
     Calendars,
@@ -26,7 +25,7 @@ from spacesync.exchange_simulator.calendar import (
     Recurrence,
     decode_id,
 )
-from spacesync.exchange_simulator.persistence import WEEKDAYS, Weekday
+from spacesync.exchange_simulator.persistence import WEEKDAYS, RecurrenceView, Weekday
 from spacesync.exchange_simulator.seed import MailboxSeed, Seed
 
 FreeBusyIn = Literal["Busy", "OOF", "WorkingElsewhere", "Tentative", "Free"]
@@ -45,11 +44,6 @@ class Invalid(ValueError):
     def __init__(self, problems: list[tuple[str, str]]) -> None:
         super().__init__("; ".join(f"{name}: {reason}" for name, reason in problems))
         self.problems = problems
-
-
-@functools.cache
-def _known_zones() -> frozenset[str]:
-    return frozenset(zoneinfo.available_timezones())
 
 
 def _xml_safe(value: str) -> str:
@@ -88,7 +82,7 @@ class PersonIn(BaseModel):
         return value.lower()
 
 
-class RecurrenceIn(BaseModel):
+class RecurrenceIn(RecurrenceView):
     """Daily or weekly, every `interval` days/weeks; ends after `count` occurrences or on `until` (a date in
     `time_zone`), or neither (Outlook's "no end date", capped at 10 years). Occurrences keep their local time in
     `time_zone` (an IANA zone) across DST changes."""
@@ -129,14 +123,10 @@ class RecurrenceIn(BaseModel):
     @field_validator("time_zone")
     @classmethod
     def _iana(cls, value: str) -> str:
-        if value not in _known_zones():
+        if not is_iana_zone(value):
             raise ValueError(f"'{value}' is not a known IANA time zone (e.g. Europe/Berlin)")
         return value
 
-    def recurrence(self) -> Recurrence:
-        return Recurrence(pattern=self.pattern, interval=self.interval,
-                          weekdays=tuple(WEEKDAYS.index(day) for day in self.weekdays),
-                          count=self.count, until=self.until, time_zone=self.time_zone)
 
 
 class MeetingIn(BaseModel):

@@ -18,9 +18,13 @@ def _zone_names() -> frozenset[str]:
     return frozenset(zoneinfo.available_timezones())
 
 
-def _iana_zone(name: str) -> str:
+def is_iana_zone(name: str) -> bool:
     # Membership, not ZoneInfo(name): that also opens folders ('America') and odd paths.
-    if name not in _zone_names():
+    return name in _zone_names()
+
+
+def _iana_zone(name: str) -> str:
+    if not is_iana_zone(name):
         raise ValueError(f"unknown IANA time zone {name!r}")
     return name
 
