@@ -5,7 +5,17 @@ from them into contracts/); other services publish and read the same events.
 """
 
 from spacesync.common.events.booking import BookingSlot, BookingState, BookingStatus, Patron, SlotStatus
-from spacesync.common.events.catalog import CategoryState, LocationState, OpeningHours, SpaceState
+from spacesync.common.events.catalog import (
+    CategoryState,
+    ExchangeAccess,
+    ExchangeAuth,
+    ExchangeConnection,
+    ImportRequest,
+    LocationState,
+    OpeningHours,
+    SpaceState,
+    TitleRule,
+)
 from spacesync.common.events.cloudevents import CloudEvent, InvalidEvent
 from spacesync.common.events.registry import EVENT_TYPES, EventType, Topic, parse_event
 from spacesync.common.events.sync import BookingSyncState, SlotSync, SlotSyncState
@@ -19,6 +29,10 @@ __all__ = [
     "CategoryState",
     "CloudEvent",
     "EventType",
+    "ExchangeAccess",
+    "ExchangeAuth",
+    "ExchangeConnection",
+    "ImportRequest",
     "InvalidEvent",
     "LocationState",
     "OpeningHours",
@@ -27,6 +41,7 @@ __all__ = [
     "SlotSync",
     "SlotSyncState",
     "SpaceState",
+    "TitleRule",
     "Topic",
     "parse_event",
 ]

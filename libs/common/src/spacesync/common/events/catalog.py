@@ -4,11 +4,12 @@ import functools
 import itertools
 import re
 import zoneinfo
+from enum import StrEnum
 from typing import Annotated, ClassVar, Self
 
-from pydantic import AfterValidator, BaseModel, Field, model_validator
+from pydantic import AfterValidator, BaseModel, EmailStr, Field, StringConstraints, model_validator
 
-from spacesync.common.events.fields import CONTRACT_CONFIG, Id, Name, UtcDatetime, Version
+from spacesync.common.events.fields import CONTRACT_CONFIG, PRINTABLE, Id, Name, UtcDatetime, Version
 
 _CLOCK = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")
 
@@ -93,6 +94,53 @@ class OpeningHours(BaseModel):
         return hours
 
 
+class TitleRule(StrEnum):
+    """What the title (subject) of an appointment written to Exchange shows."""
+
+    PATRON_NAME = "patron_name"
+    PATRON_NAME_AND_EMAIL = "patron_name_and_email"
+    PUBLIC_NICKNAME = "public_nickname"
+
+
+class ExchangeAuth(StrEnum):
+    NTLM = "ntlm"
+    BASIC = "basic"
+
+
+class ExchangeAccess(StrEnum):
+    """How the service account reaches a resource mailbox."""
+
+    DELEGATE = "delegate"
+    IMPERSONATION = "impersonation"
+
+
+Secret = Annotated[str, StringConstraints(min_length=1, max_length=4000, pattern=r"^[A-Za-z0-9_=-]+$")]
+
+
+class ExchangeConnection(BaseModel):
+    """A location's Outlook/Exchange settings. The password travels only encrypted (a Fernet token made with
+    the key every Spacesync service gets from SPACESYNC_SECRET_KEYS)."""
+
+    model_config = CONTRACT_CONFIG
+
+    server: Annotated[str, StringConstraints(min_length=1, max_length=500, strip_whitespace=True,
+                                             pattern=PRINTABLE)] = Field(
+        description="Server/Host: a host name (outlook.example.edu) or the full EWS URL",
+        examples=["mail.library.example.org"])
+    username: Annotated[str, StringConstraints(min_length=1, max_length=300, strip_whitespace=True,
+                                               pattern=PRINTABLE)] = Field(
+        description="An email address or DOMAIN\\user", examples=["LIBRARY\\svc-spacesync"])
+    password_encrypted: Secret = Field(description="The password, encrypted; never in clear text")
+    auth_type: ExchangeAuth = ExchangeAuth.NTLM
+    access: ExchangeAccess = ExchangeAccess.DELEGATE
+    title_rule: TitleRule = TitleRule.PATRON_NAME
+    populate_organizer: bool = Field(
+        default=False, description="Populate Name/Email from Outlook/Exchange (used by the exchange-poller)")
+    populate_organizer_since: UtcDatetime | None = Field(
+        default=None, description="When the option was last turned on: only meetings first seen later get names")
+    verified_at: UtcDatetime | None = Field(default=None, description="Last successful connection test")
+
+
 class LocationState(BaseModel):
     """Data of location.upserted."""
 
@@ -103,6 +151,7 @@ class LocationState(BaseModel):
     name: Name
     timezone: TimeZoneName
     active: bool = True
+    exchange: ExchangeConnection | None = Field(default=None, description="None: not connected to Exchange")
     updated_at: UtcDatetime
 
 
@@ -134,6 +183,10 @@ class SpaceState(BaseModel):
     max_booking_minutes: int = Field(ge=5, le=1440, description="Longest continuous booking")
     opening_hours: OpeningHours
     active: bool = True
+    exchange_resource: EmailStr | None = Field(
+        default=None, description="The paired Exchange resource mailbox; None: not paired")
+    paired_at: UtcDatetime | None = Field(
+        default=None, description="When the current pairing was saved: bookings changed since then are synced")
     updated_at: UtcDatetime
 
     @model_validator(mode="after")
@@ -141,3 +194,15 @@ class SpaceState(BaseModel):
         if self.max_booking_minutes < self.slot_minutes:
             raise ValueError("max_booking_minutes must be at least slot_minutes")
         return self
+
+
+class ImportRequest(BaseModel):
+    """Data of space.import_requested: 'Run the Import' pushes the space's future bookings to Exchange."""
+
+    model_config = CONTRACT_CONFIG
+
+    space_id: Id
+    location_id: Id
+    request_id: Id
+    exchange_resource: EmailStr
+    requested_at: UtcDatetime

@@ -10,7 +10,7 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from spacesync.common.events.booking import BookingState
-from spacesync.common.events.catalog import CategoryState, LocationState, SpaceState
+from spacesync.common.events.catalog import CategoryState, ImportRequest, LocationState, SpaceState
 from spacesync.common.events.cloudevents import CloudEvent, InvalidEvent, describe_validation_error
 from spacesync.common.events.sync import BookingSyncState
 
@@ -47,6 +47,12 @@ EVENT_TYPES: dict[str, EventType] = {
                   "A category was created or changed."),
         EventType("space.upserted", Topic.CATALOG_EVENTS, SpaceState, "space_id",
                   "A space was created or changed."),
+        EventType("space.paired", Topic.CATALOG_EVENTS, SpaceState, "space_id",
+                  "A space was paired with an Exchange resource mailbox ('Save & Test' passed)."),
+        EventType("space.unpaired", Topic.CATALOG_EVENTS, SpaceState, "space_id",
+                  "A space was disconnected from its Exchange resource; its appointments are removed."),
+        EventType("space.import_requested", Topic.CATALOG_EVENTS, ImportRequest, "space_id",
+                  "'Run the Import': push the space's existing future bookings into its resource calendar."),
         EventType("booking.synced", Topic.EXCHANGE_SYNC, BookingSyncState, "booking_id",
                   "Every slot of the booking version is in its resource calendar (or removed)."),
         EventType("booking.sync_failed", Topic.EXCHANGE_SYNC, BookingSyncState, "booking_id",

@@ -23,6 +23,9 @@ class SlotSync(BaseModel):
     state: SlotSyncState
     item_id: ExchangeId | None = Field(default=None, description="Exchange ItemId: the Outlook/Exchange Sync ID")
     change_key: ExchangeId | None = None
+    mailbox: Annotated[str, StringConstraints(max_length=320)] | None = Field(
+        default=None, description="The resource mailbox the appointment is (or was) in")
+    attempts: int = Field(default=0, ge=0, description="Exchange calls made for this slot's current state")
     error: Annotated[str, StringConstraints(max_length=2000)] | None = None
 
 

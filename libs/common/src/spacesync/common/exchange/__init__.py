@@ -1,0 +1,28 @@
+"""The Exchange gateway: the one place that talks to Exchange (EWS, through exchangelib)."""
+
+from spacesync.common.exchange.gateway import ExchangeGateway, GatewaySettings
+from spacesync.common.exchange.model import (
+    Appointment,
+    CalendarEntry,
+    ConnectionProblem,
+    ConnectionReport,
+    ExchangeError,
+    ExchangeServer,
+    ItemGone,
+    ItemRef,
+    service_endpoint,
+)
+
+__all__ = [
+    "Appointment",
+    "CalendarEntry",
+    "ConnectionProblem",
+    "ConnectionReport",
+    "ExchangeError",
+    "ExchangeGateway",
+    "ExchangeServer",
+    "GatewaySettings",
+    "ItemGone",
+    "ItemRef",
+    "service_endpoint",
+]
