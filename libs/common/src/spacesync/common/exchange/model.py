@@ -103,6 +103,8 @@ class ConnectionProblem(StrEnum):
     ACCESS_DENIED = "access_denied"
     THROTTLED = "throttled"
     SERVER_ERROR = "server_error"
+    NOT_CONNECTED = "not_connected"
+    """The location has no (usable) Exchange settings."""
 
 
 class ExchangeError(Exception):

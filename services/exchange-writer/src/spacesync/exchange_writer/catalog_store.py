@@ -1,0 +1,91 @@
+"""Postgres adapter: folds catalog.events and booking.events into the writer's schema and says which bookings
+need a pass. Every fold is idempotent: an event at or below the stored version changes nothing."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from spacesync.common.db.pool import Conn
+from spacesync.common.events.booking import BookingState
+from spacesync.common.events.catalog import CategoryState, ExchangeConnection, LocationState, SpaceState
+
+_MARK_DIRTY = "UPDATE bookings SET generation = generation + 1, next_attempt_at = now()"
+
+
+async def fold_booking(conn: Conn, source: str, booking: BookingState, event_time: datetime) -> bool:
+    """Stores a newer version of a booking; True when it was newer (the booking then needs a pass)."""
+    applied = await conn.fetchval(
+        "INSERT INTO bookings (source, booking_id, version, state, event_time) VALUES ($1, $2, $3, $4, $5)"
+        " ON CONFLICT (source, booking_id) DO UPDATE SET version = EXCLUDED.version, state = EXCLUDED.state,"
+        "   event_time = EXCLUDED.event_time, generation = bookings.generation + 1, next_attempt_at = now()"
+        " WHERE bookings.version < EXCLUDED.version RETURNING true",
+        source, booking.booking_id, booking.version, booking.model_dump(mode="json"), event_time)
+    return bool(applied)
+
+
+async def fold_location(conn: Conn, location: LocationState) -> ExchangeConnection | None:
+    """Stores a newer location. When its Exchange connection changed, slots that failed or wait there get
+    another try now, and the previous connection is returned (its cached protocol is to be dropped)."""
+    previous = await conn.fetchrow("SELECT version, state FROM locations WHERE location_id = $1 FOR UPDATE",
+                                   location.location_id)
+    if previous is not None and previous["version"] >= location.version:
+        return None
+    await conn.execute(
+        "INSERT INTO locations (location_id, version, state) VALUES ($1, $2, $3) ON CONFLICT (location_id)"
+        " DO UPDATE SET version = EXCLUDED.version, state = EXCLUDED.state",
+        location.location_id, location.version, location.model_dump(mode="json"))
+    old = LocationState.model_validate(previous["state"]).exchange if previous is not None else None
+    if _connection(old) == _connection(location.exchange):
+        return None
+    await conn.execute(
+        _MARK_DIRTY + " WHERE (source, booking_id) IN (SELECT DISTINCT source, booking_id FROM slots"
+        "  WHERE location_id = $1 AND state IN ('pending', 'failed'))", location.location_id)
+    return old
+
+
+def _connection(conn: ExchangeConnection | None) -> tuple[object, ...] | None:
+    if conn is None:
+        return None
+    return (conn.server, conn.username, conn.password_encrypted, conn.auth_type, conn.access)
+
+
+async def fold_category(conn: Conn, category: CategoryState) -> bool:
+    return bool(await conn.fetchval(
+        "INSERT INTO categories (category_id, version, state) VALUES ($1, $2, $3) ON CONFLICT (category_id)"
+        " DO UPDATE SET version = EXCLUDED.version, state = EXCLUDED.state"
+        " WHERE categories.version < EXCLUDED.version RETURNING true",
+        category.category_id, category.version, category.model_dump(mode="json")))
+
+
+async def fold_space(conn: Conn, space: SpaceState) -> bool:
+    """Stores a newer space; when its pairing changed, every booking with a slot there gets a pass."""
+    previous = await conn.fetchrow("SELECT version, state FROM spaces WHERE space_id = $1 FOR UPDATE",
+                                   space.space_id)
+    if previous is not None and previous["version"] >= space.version:
+        return False
+    await conn.execute(
+        "INSERT INTO spaces (space_id, version, state) VALUES ($1, $2, $3) ON CONFLICT (space_id)"
+        " DO UPDATE SET version = EXCLUDED.version, state = EXCLUDED.state",
+        space.space_id, space.version, space.model_dump(mode="json"))
+    old = SpaceState.model_validate(previous["state"]) if previous is not None else None
+    if old is None or (old.exchange_resource, old.paired_at, old.name) != (
+            space.exchange_resource, space.paired_at, space.name):
+        await mark_space_dirty(conn, space.space_id)
+    return True
+
+
+async def request_import(conn: Conn, space_id: str, requested_at: datetime) -> bool:
+    """'Run the Import': the space's slots that are still in the future at `requested_at` get pushed."""
+    updated = await conn.fetchval(
+        "UPDATE spaces SET import_requested_at = greatest(import_requested_at, $2) WHERE space_id = $1"
+        " RETURNING true", space_id, requested_at)
+    if updated:
+        await mark_space_dirty(conn, space_id)
+    return bool(updated)
+
+
+async def mark_space_dirty(conn: Conn, space_id: str) -> None:
+    await conn.execute(
+        _MARK_DIRTY + " WHERE state -> 'slots' @> $1::jsonb"
+        " OR (source, booking_id) IN (SELECT source, booking_id FROM slots WHERE space_id = $2)",
+        [{"space_id": space_id}], space_id)

@@ -1,0 +1,126 @@
+"""Which slots belong in which resource calendar, and what to do about each one. Pure: no I/O."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from spacesync.common.events.booking import BookingSlot, BookingState
+from spacesync.common.events.sync import SlotSyncState
+from spacesync.common.exchange import Appointment, ItemRef
+
+
+@dataclass(frozen=True)
+class SpacePairing:
+    """What the writer knows of a space from catalog.events."""
+
+    space_id: str
+    name: str
+    location_id: str
+    category_id: str
+    resource: str | None
+    paired_at: datetime | None
+    import_requested_at: datetime | None
+
+
+@dataclass(frozen=True)
+class SlotRecord:
+    """The writer's own record of one slot: where its appointment is, and how the last attempt went."""
+
+    slot_id: str
+    state: SlotSyncState
+    mailbox: str | None = None
+    location_id: str | None = None
+    item: ItemRef | None = None
+    fingerprint: str | None = None
+    create_intent: str | None = None
+    """Mailbox of a CreateItem that was sent but whose answer was never recorded (a crash, a timeout)."""
+    attempts: int = 0
+    last_error: str | None = None
+
+
+@dataclass(frozen=True)
+class Target:
+    mailbox: str
+    location_id: str
+    appointment: Appointment
+    fingerprint: str
+
+
+def wanted(booking: BookingState, slot: BookingSlot, space: SpacePairing | None, record: SlotRecord | None) -> bool:
+    """Whether the slot belongs in its space's resource calendar.
+
+    Only bookings made or changed since the space was paired are pushed; older ones only through 'Run the
+    Import' (future slots at the time of the request). A slot already in Exchange stays adopted: it follows its
+    booking's changes, and moves along when the space is paired with another resource."""
+    if slot not in booking.confirmed_slots() or space is None or space.resource is None or space.paired_at is None:
+        return False
+    if record is not None and (record.item is not None or record.create_intent is not None):
+        return True
+    if booking.updated_at >= space.paired_at:
+        return True
+    requested = space.import_requested_at
+    return requested is not None and requested >= space.paired_at and slot.end > requested
+
+
+class Step(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE = "delete"
+    DELETE_STAMPED = "delete_stamped"
+    """No ItemId is known, but a create may have reached Exchange: find it by its stamp and delete it."""
+    FORGET = "forget"
+    """Nothing was ever written: just mark the slot removed."""
+
+
+@dataclass(frozen=True)
+class Action:
+    step: Step
+    mailbox: str | None = None
+    location_id: str | None = None
+    lookup_first: bool = False
+    """CREATE only: look for an appointment already stamped with the slot id before creating one."""
+
+
+def _may_exist(record: SlotRecord | None) -> bool:
+    """Whether an appointment stamped with this slot could already be in Exchange without us knowing its id: a
+    slot we never saw (this database may be newer than Exchange's calendar: a restore, a replay) or one whose
+    create may have reached Exchange. Only a slot whose removal we recorded is known to be absent."""
+    return record is None or record.create_intent is not None or record.state is not SlotSyncState.REMOVED
+
+
+def plan(record: SlotRecord | None, target: Target | None) -> list[Action]:
+    """The Exchange steps that take a slot from its record to its target, in order."""
+    if target is None:
+        if record is None or record.state is SlotSyncState.REMOVED:
+            return []
+        if record.item is not None:
+            return [Action(Step.DELETE, record.mailbox, record.location_id)]
+        if record.create_intent is not None:
+            return [Action(Step.DELETE_STAMPED, record.create_intent, record.location_id)]
+        return [Action(Step.FORGET)]
+    create = Action(Step.CREATE, target.mailbox, target.location_id, lookup_first=_may_exist(record))
+    if record is None or record.item is None:
+        return [create]
+    if not _same_mailbox(record.mailbox, target.mailbox):
+        return [Action(Step.DELETE, record.mailbox, record.location_id), create]
+    if record.state is SlotSyncState.SYNCED and record.fingerprint == target.fingerprint:
+        return []
+    return [Action(Step.UPDATE, target.mailbox, target.location_id)]
+
+
+def _same_mailbox(a: str | None, b: str | None) -> bool:
+    return (a or "").lower() == (b or "").lower()
+
+
+def retry_delay(attempts: int, *, back_off: float | None = None, base: float = 0.5, cap: float = 30.0,
+                rng: random.Random | None = None) -> float:
+    """Seconds before the next attempt: the server's own back-off when it gave one, else exponential with full
+    jitter (so a fleet of slots does not retry in lock step after an outage). The cap keeps an outage of
+    minutes draining within seconds of its end."""
+    if back_off is not None and back_off > 0:
+        return min(back_off, 300.0)
+    ceiling = min(cap, base * 2 ** max(0, attempts - 1))
+    return (rng or random).uniform(ceiling / 2, ceiling)

@@ -1,0 +1,21 @@
+"""exchange-writer configuration (environment variables, prefix SPACESYNC_)."""
+
+from pydantic import Field, SecretStr
+
+from spacesync.common.exchange import GatewaySettings
+from spacesync.common.settings import ServiceSettings
+
+
+class WriterSettings(ServiceSettings):
+    http_port: int = 8082
+    schema_name: str = "writer"
+    event_source: str = "/spacesync/exchange-writer"
+    consumer_group: str = "exchange-writer"
+    create_topics: bool = True
+    secret_keys: SecretStr = Field(description="Fernet keys (comma-separated) that open the Exchange passwords")
+    concurrency: int = Field(default=32, ge=1, description="Bookings written in parallel (all servers)")
+    lease_seconds: float = Field(default=120.0, gt=0, description="A pass not finished by then is taken over")
+    poll_interval_seconds: float = Field(default=0.5, gt=0, description="Looks for due retries this often")
+    outbox_batch_size: int = 500
+    outbox_poll_interval_seconds: float = 1.0
+    exchange: GatewaySettings = Field(default_factory=GatewaySettings)
