@@ -30,6 +30,7 @@ lint: setup ## ruff, mypy, shellcheck, contracts current and valid (AsyncAPI par
 	@$(UV) run ruff check .
 	@# one mypy run per service's tests: each has its own conftest module
 	@$(UV) run mypy libs services/booking-service tests bench scripts
+	@$(UV) run mypy services/exchange-writer
 	@$(UV) run mypy services/exchange-simulator
 	@if command -v shellcheck >/dev/null 2>&1; then shellcheck scripts/*.sh .ci/run; fi
 	@$(UV) run python -m spacesync.common.contracts --check contracts

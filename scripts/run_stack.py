@@ -20,6 +20,8 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
+from spacesync.common.secrets import generate_key
+
 ROOT = Path(__file__).resolve().parents[1]
 STATE = Path(os.environ.get("SPACESYNC_STATE_DIR", ROOT / ".local"))
 ADMIN_TOKEN = os.environ.get("SPACESYNC_ADMIN_TOKEN", "demo-admin-token")
@@ -37,15 +39,33 @@ class Service:
         return f"http://127.0.0.1:{self.port}"
 
 
-SERVICES = [
-    Service("booking-service", "spacesync.booking_service", 8081),
-    # The embedded default Exchange: a test double with the demo library's rooms (demo_seed.yaml).
-    Service("exchange-simulator", "spacesync.exchange_simulator", 8090),
-]
+SIMULATOR = Service("exchange-simulator", "spacesync.exchange_simulator", 8090)
+BOOKING = Service("booking-service", "spacesync.booking_service", 8081)
+WRITER = Service("exchange-writer", "spacesync.exchange_writer", 8082)
+# The simulator first: it is the embedded default Exchange (a test double with the demo library's rooms,
+# demo_seed.yaml), and booking-service tests the demo location's connection against it.
+SERVICES = [SIMULATOR, BOOKING, WRITER]
+DEMO_EXCHANGE = {"server": f"{SIMULATOR.url}/EWS/Exchange.asmx", "username": "LIBRARY\\svc-spacesync",
+                 "password": "demo-password", "title_rule": "patron_name"}
+DEMO_PAIRING = {"Room 101": "room-101@library.example.org", "Room 102": "room-102@library.example.org",
+                "Pod A": "room-201@library.example.org"}
+
+
+def secret_keys() -> str:
+    """The key that encrypts Exchange passwords: SPACESYNC_SECRET_KEYS, else one made once for this machine
+    (kept in .local/, so passwords saved earlier still decrypt)."""
+    if os.environ.get("SPACESYNC_SECRET_KEYS"):
+        return os.environ["SPACESYNC_SECRET_KEYS"]
+    path = STATE / "secret.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(generate_key())
+        path.chmod(0o600)
+    return path.read_text().strip()
 
 
 def infrastructure_env() -> dict[str, str]:
-    env = {"SPACESYNC_ADMIN_TOKEN": ADMIN_TOKEN}
+    env = {"SPACESYNC_ADMIN_TOKEN": ADMIN_TOKEN, "SPACESYNC_SECRET_KEYS": secret_keys()}
     if os.environ.get("KAFKA_BOOTSTRAP_SERVERS") and os.environ.get("SPACESYNC_POSTGRES_DSN"):
         print("using Kafka and PostgreSQL from the environment")
         return env
@@ -99,6 +119,7 @@ def load_demo_data(base: str) -> None:
                                           "max_booking_minutes": longest, "opening_hours": hours})
         for category, name, longest in ((rooms, "Room 101", 180), (rooms, "Room 102", 180), (pods, "Pod A", 120))
     ]
+    connect_to_exchange(admin, location["location_id"], spaces)
     tomorrow = (datetime.now(ZoneInfo("Europe/London")) + timedelta(days=1)).date()
     for space, hour, patron, nickname in ((spaces[0], 14, ("Ada", "Lovelace"), "Analytical Engines"),
                                           (spaces[2], 16, ("Alan", "Turing"), None)):
@@ -111,6 +132,24 @@ def load_demo_data(base: str) -> None:
             body["public_nickname"] = nickname
         _post(httpx.Client(base_url=base, timeout=10), "/v1/bookings", body)
     print(f"demo data loaded: {DEMO_LOCATION}, 2 categories, {len(spaces)} spaces, 2 bookings for {tomorrow}")
+
+
+def connect_to_exchange(admin: httpx.Client, location_id: str, spaces: list[dict[str, Any]]) -> None:
+    """Connects the demo location to the simulator and pairs its spaces with rooms ('Save & Test')."""
+    connected = _send(admin, "PUT", f"/v1/admin/locations/{location_id}/exchange", DEMO_EXCHANGE)
+    print(connected.get("message", "location connected to Exchange"))
+    for space in spaces:
+        resource = DEMO_PAIRING[space["name"]]
+        _send(admin, "PUT", f"/v1/admin/spaces/{space['space_id']}/exchange", {"resource": resource})
+        print(f"  {space['name']:<10} paired with {resource}")
+
+
+def _send(client: httpx.Client, method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    response = client.request(method, path, json=body)
+    if response.status_code >= 400:
+        raise SystemExit(f"{method} {path} failed: {response.status_code} {response.text}")
+    result: dict[str, Any] = response.json()
+    return result
 
 
 def _post(client: httpx.Client, path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -135,14 +174,16 @@ def main() -> None:
     try:
         for service in SERVICES:
             processes.append(start(service, env))
-        load_demo_data(SERVICES[0].url)
+        load_demo_data(BOOKING.url)
         print(f"""
 Spacesync is running. Try:
-  curl -s {SERVICES[0].url}/v1/spaces
-  open {SERVICES[0].url}/docs        (OpenAPI; admin token: {ADMIN_TOKEN})
+  curl -s {BOOKING.url}/v1/spaces
+  open {BOOKING.url}/docs        (OpenAPI; admin token: {ADMIN_TOKEN})
   make events                         (the CloudEvents on Kafka, as they arrive)
-  curl -s {SERVICES[1].url}/admin/mailboxes   (the EWS simulator: {SERVICES[1].url}/EWS/Exchange.asmx,
-                                        account LIBRARY\\svc-spacesync / demo-password)
+  curl -s {SIMULATOR.url}/admin/mailboxes/room-101@library.example.org/items
+                                      (Room 101's Exchange calendar in the EWS simulator:
+                                       {SIMULATOR.url}/EWS/Exchange.asmx, LIBRARY\\svc-spacesync / demo-password)
+  curl -s {WRITER.url}/metrics | grep spacesync_writer   (the exchange-writer)
 Ctrl+C stops the services (Kafka and PostgreSQL keep running: make infra-down).""")
         while not stopping and all(p.poll() is None for p in processes):
             time.sleep(0.5)

@@ -1,0 +1,39 @@
+"""exchange-writer fixtures: the writer in-process, a simulator with many rooms, a reader of exchange.sync."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+
+import pytest
+from exchangelib import close_connections
+from writer_helpers import Writer, writer_settings
+
+from spacesync.common.events import Topic
+from spacesync.common.secrets import SecretBox, generate_key
+from spacesync.common.settings import KafkaSettings
+from spacesync.exchange_simulator.embedded import EmbeddedSimulator
+from spacesync.exchange_writer.app import create_app
+from spacesync.testing import KafkaReader, run_app, wait_until
+from spacesync.testing.exchange import SimulatorAdmin, rooms_seed
+
+
+@pytest.fixture(scope="module")
+def simulator() -> Iterator[EmbeddedSimulator]:
+    with EmbeddedSimulator(rooms_seed(40)) as sim:
+        yield sim
+    close_connections()
+
+
+@pytest.fixture(scope="module")
+async def writer(postgres_dsn: str, kafka_settings: Callable[[], KafkaSettings],
+                 simulator: EmbeddedSimulator) -> AsyncIterator[Writer]:
+    key = generate_key()
+    settings = writer_settings(postgres_dsn, kafka_settings(), key)
+    app = create_app(settings)
+    admin = SimulatorAdmin(simulator)
+    async with run_app(app) as running, KafkaReader(
+            settings.kafka.bootstrap_servers, settings.kafka.topic(Topic.EXCHANGE_SYNC.value)) as reader:
+        await wait_until(lambda: app.state.relay.is_leader and app.state.kafka.connected, timeout=60,
+                         message="writer connected to Kafka")
+        yield Writer(running, settings, simulator, admin, SecretBox(key), reader)
+    await admin.close()
