@@ -1,0 +1,167 @@
+"""Calendar item operations: synchronous exchangelib code, run only in the gateway's worker threads.
+
+Every appointment the writer creates carries two PublicStrings extended properties (our stamps): the slot id and
+the booking id. `find_stamped` looks for a slot's appointment with a FindItem Restriction on the slot id (a
+folder filter, not a calendar view: whether Exchange accepts a Restriction with a CalendarView is unconfirmed).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from exchangelib import Account, CalendarItem, EWSDateTime, ExtendedProperty
+from exchangelib.errors import ErrorItemNotFound
+from exchangelib.folders import Calendar, DistinguishedFolderId, Root
+from exchangelib.items import ALWAYS_OVERWRITE, SEND_TO_NONE
+from exchangelib.properties import Body, Mailbox
+
+from spacesync.common.exchange.model import Appointment, CalendarEntry, ItemGone, ItemRef
+
+SLOT_FIELD = "spacesync_slot_id"
+BOOKING_FIELD = "spacesync_booking_id"
+UPDATED_FIELDS = ["subject", "body", "start", "end", "location"]
+VIEW_FIELDS = ("subject", "start", "end", "legacy_free_busy_status", "organizer", SLOT_FIELD, BOOKING_FIELD)
+
+
+class SlotIdStamp(ExtendedProperty):  # type: ignore[misc]  # exchangelib is untyped
+    distinguished_property_set_id = "PublicStrings"
+    property_name = "SpacesyncSlotId"
+    property_type = "String"
+
+
+class BookingIdStamp(ExtendedProperty):  # type: ignore[misc]
+    distinguished_property_set_id = "PublicStrings"
+    property_name = "SpacesyncBookingId"
+    property_type = "String"
+
+
+_registered = False
+_register_lock = threading.Lock()
+
+
+def register_stamps() -> None:
+    """Registers our stamps on exchangelib's CalendarItem (class-wide, once per process)."""
+    global _registered
+    with _register_lock:
+        if _registered:
+            return
+        for name, stamp in ((SLOT_FIELD, SlotIdStamp), (BOOKING_FIELD, BookingIdStamp)):
+            try:
+                CalendarItem.get_field_by_fieldname(name)
+            except Exception:  # exchangelib's InvalidField: not registered yet
+                CalendarItem.register(name, stamp)
+        _registered = True
+
+
+@dataclass(frozen=True)
+class MailboxCalendar:
+    """A resource mailbox as the service account reaches it: exchangelib Account and its calendar folder, built
+    directly (no GetFolder(root), no class-wide lock of `account.calendar`)."""
+
+    account: Any
+    calendar: Any
+
+    @classmethod
+    def open(cls, account: Account, mailbox: str) -> MailboxCalendar:
+        calendar = Calendar(root=Root(account=account), _distinguished_id=DistinguishedFolderId(
+            id="calendar", mailbox=Mailbox(email_address=mailbox)))
+        return cls(account, calendar)
+
+
+def ews_utc(moment: datetime) -> EWSDateTime:
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"appointment times must be timezone-aware (UTC), got {moment.isoformat()}")
+    return EWSDateTime.from_datetime(moment.astimezone(UTC))
+
+
+def plain_utc(moment: date, *, is_end: bool = False) -> datetime:
+    """An exchangelib EWSDateTime (any zone) as a plain datetime in UTC. (An all-day item's EWSDate, which
+    exchangelib gives only when is_all_day was fetched, is midnight UTC; its end date is inclusive.)"""
+    if not isinstance(moment, datetime):
+        day = moment + timedelta(days=1) if is_end else moment
+        return datetime(day.year, day.month, day.day, tzinfo=UTC)
+    plain = datetime(moment.year, moment.month, moment.day, moment.hour, moment.minute, moment.second,
+                     moment.microsecond, tzinfo=moment.tzinfo)
+    return plain.astimezone(UTC)
+
+
+def _check(appointment: Appointment) -> None:
+    if appointment.end <= appointment.start:
+        raise ValueError(f"appointment {appointment.slot_id} ends ({appointment.end.isoformat()}) before it starts "
+                         f"({appointment.start.isoformat()})")
+
+
+def rights(target: MailboxCalendar) -> tuple[bool, bool, bool]:
+    """(create, modify, delete) the account has on the calendar: one GetFolder(calendar) with EffectiveRights."""
+    folder = Calendar.resolve(account=target.account, folder=target.calendar)
+    granted = folder.effective_rights
+    if granted is None:
+        return False, False, False
+    return bool(granted.create_contents), bool(granted.modify), bool(granted.delete)
+
+
+def create(target: MailboxCalendar, appointment: Appointment) -> ItemRef:
+    _check(appointment)
+    item = CalendarItem(
+        account=target.account, folder=target.calendar, subject=appointment.subject, body=Body(appointment.body),
+        start=ews_utc(appointment.start), end=ews_utc(appointment.end), location=appointment.location,
+        legacy_free_busy_status="Busy", reminder_is_set=False,
+    )
+    setattr(item, SLOT_FIELD, appointment.slot_id)
+    setattr(item, BOOKING_FIELD, appointment.booking_id)
+    item.save(send_meeting_invitations=SEND_TO_NONE)
+    return ItemRef(item.id, item.changekey)
+
+
+def update(target: MailboxCalendar, ref: ItemRef, appointment: Appointment) -> ItemRef:
+    """UpdateItem with ConflictResolution AlwaysOverwrite: the booking is the truth, whatever Outlook changed."""
+    _check(appointment)
+    item = CalendarItem(
+        account=target.account, folder=target.calendar, id=ref.item_id, changekey=ref.change_key,
+        subject=appointment.subject, body=Body(appointment.body), start=ews_utc(appointment.start),
+        end=ews_utc(appointment.end), location=appointment.location,
+    )
+    try:
+        item.save(update_fields=UPDATED_FIELDS, conflict_resolution=ALWAYS_OVERWRITE,
+                  send_meeting_invitations=SEND_TO_NONE)
+    except ErrorItemNotFound:
+        raise ItemGone(ref.item_id) from None
+    return ItemRef(item.id, item.changekey)
+
+
+def delete(target: MailboxCalendar, ref: ItemRef) -> bool:
+    """HardDelete, no cancellations. False when the item was already gone (that is success too)."""
+    item = CalendarItem(account=target.account, folder=target.calendar, id=ref.item_id, changekey=ref.change_key)
+    try:
+        item.delete(send_meeting_cancellations=SEND_TO_NONE)
+    except ErrorItemNotFound:
+        return False
+    return True
+
+
+def find_stamped(target: MailboxCalendar, slot_id: str) -> list[ItemRef]:
+    found = target.calendar.filter(**{SLOT_FIELD: slot_id}).values_list("id", "changekey")
+    return [ItemRef(item_id, change_key) for item_id, change_key in found]
+
+
+def view(target: MailboxCalendar, start: datetime, end: datetime) -> list[CalendarEntry]:
+    """A calendar view (recurring series expanded into occurrences), by start."""
+    if end <= start:
+        raise ValueError(f"the view window ends ({end.isoformat()}) before it starts ({start.isoformat()})")
+    items = target.calendar.view(start=ews_utc(start), end=ews_utc(end)).only(*VIEW_FIELDS)
+    entries = []
+    for item in items:
+        if isinstance(item, Exception):
+            raise item
+        organizer = item.organizer
+        entries.append(CalendarEntry(
+            item_id=item.id, start=plain_utc(item.start), end=plain_utc(item.end, is_end=True), subject=item.subject,
+            busy_status=item.legacy_free_busy_status or "NoData",
+            organizer=(organizer.name or organizer.email_address) if organizer is not None else None,
+            slot_id=getattr(item, SLOT_FIELD), booking_id=getattr(item, BOOKING_FIELD),
+        ))
+    entries.sort(key=lambda entry: (entry.start, entry.end, entry.item_id))
+    return entries

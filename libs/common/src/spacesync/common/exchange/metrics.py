@@ -1,0 +1,22 @@
+"""Prometheus metrics of the Exchange gateway (default registry). Labels never carry a user, mailbox or password."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+REQUESTS = Counter(
+    "spacesync_ews_requests",
+    "Exchange (EWS) calls made by the gateway, by operation and outcome "
+    "(ok, item_gone, or the connection problem: throttled, timeout, wrong_credentials, ...)",
+    ["operation", "outcome"],
+)
+REQUEST_SECONDS = Histogram(
+    "spacesync_ews_request_seconds",
+    "Time an Exchange (EWS) call took in its worker thread, by operation (throttling waits not included)",
+    ["operation"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0),
+)
+THROTTLED = Counter(
+    "spacesync_ews_throttled",
+    "Exchange answers asking the gateway to back off (ErrorServerBusy, HTTP 503)",
+)
