@@ -10,11 +10,13 @@ from typing import Any
 from pydantic import SecretStr
 
 from spacesync.booking_service.settings import BookingServiceSettings
+from spacesync.common.secrets import generate_key
 from spacesync.common.settings import KafkaSettings, PostgresSettings
 from spacesync.testing import RunningApp
 
 ADMIN_TOKEN = "test-admin-token"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+SECRET_KEY = generate_key()  # encrypts the Exchange passwords of this test run
 ALL_WEEK = {day: [{"open": "00:00", "close": "24:00"}] for day in
             ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")}
 
@@ -34,7 +36,8 @@ class Service:
 
 def service_settings(postgres_dsn: str, kafka: KafkaSettings) -> BookingServiceSettings:
     return BookingServiceSettings(
-        admin_token=SecretStr(ADMIN_TOKEN), schema_name=f"booking_{uuid.uuid4().hex[:8]}",
+        admin_token=SecretStr(ADMIN_TOKEN), secret_keys=SecretStr(SECRET_KEY),
+        schema_name=f"booking_{uuid.uuid4().hex[:8]}",
         kafka=kafka, postgres=PostgresSettings(dsn=SecretStr(postgres_dsn), pool_max_size=20),
         outbox_poll_interval_seconds=0.5)
 

@@ -28,7 +28,8 @@ async def test_create_change_cancel_emit_versioned_full_state_events(service: Se
         body = created.json()
         booking_id, first_slot = body["id"], body["slots"][0]["slot_id"]
         assert created.headers["location"] == f"/v1/bookings/{booking_id}"
-        assert body["slots"][0]["exchange"] == {"sync_id": None, "state": None, "error": None, "synced_at": None}
+        assert body["slots"][0]["exchange"] == {"sync_id": None, "change_key": None, "state": None, "mailbox": None,
+                                                "attempts": None, "error": None, "synced_at": None}
 
         moved = await service.http.patch(f"/v1/bookings/{booking_id}", headers={"If-Match": '"1"'}, json={
             "slots": [slot(room.space_id, at(2, 16), slot_id=first_slot), slot(other.space_id, at(3, 9))]})

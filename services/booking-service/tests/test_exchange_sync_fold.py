@@ -33,8 +33,10 @@ async def test_sync_ids_and_errors_show_per_slot_and_stale_results_are_ignored(s
         return await _first_slot(service, booking_id)
 
     await publish_sync(service, sync_state(booking_id, slot_id, room.space_id, 2, state=SlotSyncState.SYNCED,
-                                           item_id="AAMkAD-item-2", change_key="CK2"))
-    await wait_until(lambda: _has(exchange(), "sync_id", "AAMkAD-item-2"), message="Sync ID shown")
+                                           item_id="AAMkAD-item-2", change_key="CK2",
+                                           mailbox="room-101@library.example.org", attempts=1))
+    synced = await wait_until(lambda: _has(exchange(), "sync_id", "AAMkAD-item-2"), message="Sync ID shown")
+    assert (synced["change_key"], synced["mailbox"], synced["attempts"]) == ("CK2", "room-101@library.example.org", 1)
     # A redelivered older outcome changes nothing. Sequence 3 reports no slot, so once it is folded (the
     # booking's sync_sequence is 3) the slot must still show sequence 2's Sync ID.
     await publish_sync(service, sync_state(booking_id, slot_id, room.space_id, 1, state=SlotSyncState.FAILED,
@@ -44,10 +46,11 @@ async def test_sync_ids_and_errors_show_per_slot_and_stale_results_are_ignored(s
     await wait_until(lambda: _sync_sequence(service, booking_id, 3), message="sequence 3 folded")
     assert (await exchange())["sync_id"] == "AAMkAD-item-2"
     await publish_sync(service, sync_state(booking_id, slot_id, room.space_id, 4, state=SlotSyncState.FAILED,
-                                           item_id="AAMkAD-item-2", error="ErrorAccessDenied: no write access"),
-                       "booking.sync_failed")
+                                           item_id="AAMkAD-item-2", error="ErrorAccessDenied: no write access",
+                                           attempts=3), "booking.sync_failed")
     final = await wait_until(lambda: _has(exchange(), "state", "failed"), message="failure shown")
     assert final["error"] == "ErrorAccessDenied: no write access"
+    assert final["attempts"] == 3
     assert final["sync_id"] == "AAMkAD-item-2"
 
 

@@ -1,4 +1,4 @@
-"""Composition root: wires Postgres, Kafka (FastStream), the outbox relay and the HTTP API."""
+"""Composition root: wires Postgres, Kafka (FastStream), the outbox relay, the Exchange gateway and the HTTP API."""
 
 from __future__ import annotations
 
@@ -12,19 +12,25 @@ from fastapi import FastAPI
 
 from spacesync.booking_service.api.admin import admin_router
 from spacesync.booking_service.api.auth import require_admin
+from spacesync.booking_service.api.exchange import exchange_router
 from spacesync.booking_service.api.public import public_router
 from spacesync.booking_service.bookings import BookingService
+from spacesync.booking_service.exchange_admin import ExchangeConnections
+from spacesync.booking_service.exchange_import import ExchangeImport
+from spacesync.booking_service.exchange_pairing import ExchangePairing
 from spacesync.booking_service.settings import BookingServiceSettings
 from spacesync.booking_service.sync_fold import SyncFold
 from spacesync.common.db import Database, load_migrations, migrate
 from spacesync.common.db.migrate import common_migrations
 from spacesync.common.db.pool import connect
 from spacesync.common.events import Topic
+from spacesync.common.exchange import ExchangeGateway
 from spacesync.common.http import HealthChecks, health_router, install_problem_handlers
 from spacesync.common.http.metrics import instrument_http
 from spacesync.common.kafka import BrokerConnection, BrokerSender, create_broker, subscribe_events
 from spacesync.common.loop_lag import watch_event_loop
 from spacesync.common.outbox import OutboxRelay
+from spacesync.common.secrets import SecretBox
 
 log = logging.getLogger(__name__)
 SERVICE = "booking-service"
@@ -37,6 +43,8 @@ def create_app(settings: BookingServiceSettings) -> FastAPI:
                   max_size=settings.postgres.pool_max_size)
     broker = create_broker(settings.kafka, service=SERVICE)
     bookings = BookingService(db)
+    secrets = SecretBox(settings.secret_keys)  # a bad key stops the service here, naming the variable
+    gateway = ExchangeGateway(settings.exchange)
     subscribe_events(broker, settings.kafka, Topic.EXCHANGE_SYNC, group_id=settings.consumer_group,
                      handler=SyncFold(db, settings.event_source),
                      description="Outlook/Exchange Sync IDs reported by the exchange-writer")
@@ -67,7 +75,10 @@ def create_app(settings: BookingServiceSettings) -> FastAPI:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(relaying, timeout=settings.shutdown_grace_seconds)
             await broker.stop()
-            await db.close()
+            try:
+                await gateway.close()
+            finally:
+                await db.close()
 
     app = FastAPI(title="Spacesync booking-service", version="0.1.0", lifespan=lifespan,
                   description="Locations, spaces and bookings; every change is published on Kafka.")
@@ -75,7 +86,10 @@ def create_app(settings: BookingServiceSettings) -> FastAPI:
     app.state.relay = relay
     app.state.db = db
     app.include_router(public_router(db, bookings))
-    app.include_router(admin_router(db, require_admin(settings.admin_token)))
+    admin = require_admin(settings.admin_token)
+    app.include_router(admin_router(db, admin))
+    app.include_router(exchange_router(ExchangeConnections(db, gateway, secrets), ExchangePairing(db, gateway, secrets),
+                                       ExchangeImport(db, gateway, secrets), admin))
 
     async def postgres_ok() -> None:
         async with db.acquire() as conn:

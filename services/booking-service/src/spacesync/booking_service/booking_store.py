@@ -50,8 +50,7 @@ async def insert_booking(
            "last_name": patron.last_name, "email": str(patron.email), "public_nickname": nickname, "version": 1,
            "created_at": created_at, "updated_at": created_at}
     slot_rows = [{"id": slot_id, "space_id": s.space_id, "during": Range(s.start, s.end), "status": "confirmed",
-                  "sync_item_id": None, "sync_state": None, "sync_error": None, "synced_at": None}
-                 for slot_id, s in zip(slot_ids, slots, strict=True)]
+                  **NOT_SYNCED} for slot_id, s in zip(slot_ids, slots, strict=True)]
     return _views(row, slot_rows)
 
 
@@ -118,6 +117,8 @@ async def state(conn: Conn, booking_id: UUID) -> tuple[BookingState, BookingView
 
 
 Row = Mapping[str, Any] | asyncpg.Record
+NOT_SYNCED = dict.fromkeys(("sync_item_id", "sync_change_key", "sync_state", "sync_mailbox", "sync_attempts",
+                            "sync_error", "synced_at"))
 
 
 def _views(row: Row, slots: Sequence[Row]) -> tuple[BookingState, BookingView]:
@@ -133,10 +134,15 @@ def _views(row: Row, slots: Sequence[Row]) -> tuple[BookingState, BookingView]:
         public_nickname=event.public_nickname, created_at=event.created_at, updated_at=event.updated_at,
         slots=[SlotView(slot_id=s["id"], space_id=s["space_id"], start=s["during"].lower,
                         end=s["during"].upper, status=SlotStatus(s["status"]),
-                        exchange=ExchangeSync(sync_id=s["sync_item_id"], state=s["sync_state"],
-                                              error=s["sync_error"], synced_at=s["synced_at"]))
+                        exchange=_sync_view(s))
                for s in slots])
     return event, view
+
+
+def _sync_view(slot: Row) -> ExchangeSync:
+    return ExchangeSync(sync_id=slot["sync_item_id"], change_key=slot["sync_change_key"], state=slot["sync_state"],
+                        mailbox=slot["sync_mailbox"], attempts=slot["sync_attempts"], error=slot["sync_error"],
+                        synced_at=slot["synced_at"])
 
 
 async def emit(conn: Conn, event_type: str, booking: BookingState) -> None:
@@ -169,9 +175,9 @@ async def fold_sync(conn: Conn, sync: BookingSyncState) -> bool:
         return False
     await conn.executemany(
         "UPDATE booking_slots SET sync_state = $3, sync_item_id = $4, sync_change_key = $5, sync_error = $6,"
-        " synced_at = $7 WHERE id = $1 AND booking_id = $2",
+        " synced_at = $7, sync_mailbox = $8, sync_attempts = $9 WHERE id = $1 AND booking_id = $2",
         [(_uuid_or_none(slot.slot_id), booking_id, slot.state.value, slot.item_id, slot.change_key, slot.error,
-          sync.observed_at) for slot in sync.slots if _uuid_or_none(slot.slot_id)])
+          sync.observed_at, slot.mailbox, slot.attempts) for slot in sync.slots if _uuid_or_none(slot.slot_id)])
     return True
 
 

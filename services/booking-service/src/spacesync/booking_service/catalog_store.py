@@ -8,15 +8,52 @@ from uuid import UUID
 
 import asyncpg
 
+from spacesync.booking_service.api.models import ExchangeSettingsView, LocationView
 from spacesync.booking_service.domain import SpaceRules
 from spacesync.common.db.pool import Conn
-from spacesync.common.events.catalog import CategoryState, LocationState, OpeningHours, SpaceState
+from spacesync.common.events.catalog import (
+    CategoryState,
+    ExchangeConnection,
+    LocationState,
+    OpeningHours,
+    SpaceState,
+)
+from spacesync.common.exchange import service_endpoint
 from spacesync.common.outbox import OutboxEvent, add_to_outbox
 
 
 def location_state(row: asyncpg.Record) -> LocationState:
     return LocationState(location_id=str(row["id"]), version=row["version"], name=row["name"],
-                         timezone=row["timezone"], active=row["active"], updated_at=row["updated_at"])
+                         timezone=row["timezone"], active=row["active"], exchange=exchange_connection(row),
+                         updated_at=row["updated_at"])
+
+
+def exchange_connection(row: asyncpg.Record) -> ExchangeConnection | None:
+    """The location's Exchange settings (password still encrypted); None when it is not connected."""
+    if row["exchange_server"] is None:
+        return None
+    return ExchangeConnection(
+        server=row["exchange_server"], username=row["exchange_username"],
+        password_encrypted=row["exchange_password_encrypted"], auth_type=row["exchange_auth_type"],
+        access=row["exchange_access"], title_rule=row["exchange_title_rule"],
+        populate_organizer=row["exchange_populate_organizer"],
+        populate_organizer_since=row["exchange_populate_organizer_since"], verified_at=row["exchange_verified_at"])
+
+
+def location_view(row: asyncpg.Record) -> LocationView:
+    """The location for the admin API: its Exchange settings without the (encrypted) password."""
+    settings = exchange_connection(row)
+    return LocationView(location_id=row["id"], version=row["version"], name=row["name"], timezone=row["timezone"],
+                        active=row["active"], updated_at=row["updated_at"],
+                        exchange=settings_view(row["id"], settings) if settings else None)
+
+
+def settings_view(location_id: UUID, settings: ExchangeConnection) -> ExchangeSettingsView:
+    return ExchangeSettingsView(
+        location_id=location_id, server=settings.server, endpoint=service_endpoint(settings.server),
+        username=settings.username, password_set=bool(settings.password_encrypted), auth_type=settings.auth_type,
+        access=settings.access, title_rule=settings.title_rule, populate_organizer=settings.populate_organizer,
+        populate_organizer_since=settings.populate_organizer_since, verified_at=settings.verified_at)
 
 
 def category_state(row: asyncpg.Record) -> CategoryState:
@@ -29,7 +66,9 @@ def space_state(row: asyncpg.Record) -> SpaceState:
     return SpaceState(space_id=str(row["id"]), location_id=str(row["location_id"]),
                       category_id=str(row["category_id"]), version=row["version"], name=row["name"],
                       slot_minutes=row["slot_minutes"], max_booking_minutes=row["max_booking_minutes"],
-                      opening_hours=row["opening_hours"], active=row["active"], updated_at=row["updated_at"])
+                      opening_hours=row["opening_hours"], active=row["active"],
+                      exchange_resource=row["exchange_resource"], paired_at=row["paired_at"],
+                      updated_at=row["updated_at"])
 
 
 async def insert(conn: Conn, table: str, values: dict[str, Any]) -> asyncpg.Record:
@@ -49,9 +88,10 @@ async def update(conn: Conn, table: str, row_id: UUID, changes: dict[str, Any]) 
         f"UPDATE {table} SET {', '.join(assignments)} WHERE id = $1 RETURNING *", row_id, *changes.values())
 
 
-async def emit(conn: Conn, kind: str, row: asyncpg.Record) -> None:
+async def emit(conn: Conn, kind: str, row: asyncpg.Record, event_type: str | None = None) -> None:
+    """`<kind>.upserted` unless another event type of the aggregate is given (space.paired, space.unpaired)."""
     state = {"location": location_state, "category": category_state, "space": space_state}[kind](row)
-    await add_to_outbox(conn, OutboxEvent(f"{kind}.upserted", kind, state))
+    await add_to_outbox(conn, OutboxEvent(event_type or f"{kind}.upserted", kind, state))
 
 
 async def fetch_all(conn: Conn, table: str, location_id: UUID | None = None) -> list[asyncpg.Record]:

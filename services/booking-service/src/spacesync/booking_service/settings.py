@@ -1,7 +1,8 @@
 """booking-service configuration (environment variables, prefix SPACESYNC_)."""
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 
+from spacesync.common.exchange import GatewaySettings
 from spacesync.common.settings import ServiceSettings
 
 
@@ -9,6 +10,9 @@ class BookingServiceSettings(ServiceSettings):
     http_port: int = 8081
     schema_name: str = "booking"
     admin_token: SecretStr
+    # Fernet keys (comma-separated, the first encrypts) for the Exchange passwords in Postgres and in events.
+    secret_keys: SecretStr
+    exchange: GatewaySettings = Field(default_factory=GatewaySettings)  # SPACESYNC_EXCHANGE_*
     event_source: str = "/spacesync/booking-service"
     consumer_group: str = "booking-service"
     create_topics: bool = True

@@ -14,11 +14,12 @@ from spacesync.booking_service.api.models import (
     CategoryPatch,
     LocationCreate,
     LocationPatch,
+    LocationView,
     SpaceCreate,
     SpacePatch,
 )
 from spacesync.common.db import Database
-from spacesync.common.events.catalog import CategoryState, LocationState, SpaceState
+from spacesync.common.events.catalog import CategoryState, SpaceState
 from spacesync.common.http import FieldError, Problem
 from spacesync.common.http.problems import PROBLEM_RESPONSES
 
@@ -60,23 +61,23 @@ def admin_router(db: Database, require_admin: Any) -> APIRouter:
                           errors=[FieldError(field=f"body.{field}", reason=f"no {kind} {row_id}")])
         return row
 
-    @router.post("/locations", status_code=status.HTTP_201_CREATED, response_model=LocationState)
-    async def create_location(body: LocationCreate) -> LocationState:
-        return store.location_state(await create("location", "locations", body.model_dump()))
+    @router.post("/locations", status_code=status.HTTP_201_CREATED, response_model=LocationView)
+    async def create_location(body: LocationCreate) -> LocationView:
+        return store.location_view(await create("location", "locations", body.model_dump()))
 
-    @router.get("/locations", response_model=list[LocationState])
-    async def list_locations() -> list[LocationState]:
+    @router.get("/locations", response_model=list[LocationView])
+    async def list_locations() -> list[LocationView]:
         async with db.acquire() as conn:
-            return [store.location_state(r) for r in await store.fetch_all(conn, "locations")]
+            return [store.location_view(r) for r in await store.fetch_all(conn, "locations")]
 
-    @router.get("/locations/{location_id}", response_model=LocationState)
-    async def get_location(location_id: UUID) -> LocationState:
-        return store.location_state(await one("location", "locations", location_id))
+    @router.get("/locations/{location_id}", response_model=LocationView)
+    async def get_location(location_id: UUID) -> LocationView:
+        return store.location_view(await one("location", "locations", location_id))
 
-    @router.patch("/locations/{location_id}", response_model=LocationState)
-    async def patch_location(location_id: UUID, body: LocationPatch) -> LocationState:
+    @router.patch("/locations/{location_id}", response_model=LocationView)
+    async def patch_location(location_id: UUID, body: LocationPatch) -> LocationView:
         changes = body.model_dump(exclude_unset=True, exclude_none=True)
-        return store.location_state(await change("location", "locations", location_id, changes))
+        return store.location_view(await change("location", "locations", location_id, changes))
 
     @router.post("/categories", status_code=status.HTTP_201_CREATED, response_model=CategoryState)
     async def create_category(body: CategoryCreate) -> CategoryState:
@@ -116,6 +117,11 @@ def admin_router(db: Database, require_admin: Any) -> APIRouter:
         if body.category_id is not None:
             category = await parent("categories", "category", "category_id", body.category_id)
             changes.update(category_id=body.category_id, location_id=category["location_id"])
+            if current["exchange_resource"] and category["location_id"] != current["location_id"]:
+                # The pairing was tested with this location's Exchange connection.
+                raise Problem(409, "Space is paired", "The space is paired with the Exchange resource "
+                              f"{current['exchange_resource']}: disconnect it before moving it to another location.",
+                              type="/problems/space-paired")
         slot = changes.get("slot_minutes", current["slot_minutes"])
         longest = changes.get("max_booking_minutes", current["max_booking_minutes"])
         if longest < slot or longest % slot:
