@@ -10,9 +10,11 @@ from typing import Any
 from pydantic import SecretStr
 
 from spacesync.booking_service.settings import BookingServiceSettings
+from spacesync.common.events import BookingSyncState, CloudEvent, SlotSync
 from spacesync.common.secrets import generate_key
 from spacesync.common.settings import KafkaSettings, PostgresSettings
 from spacesync.testing import RunningApp
+from spacesync.testing.kafka import produce
 
 ADMIN_TOKEN = "test-admin-token"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -80,3 +82,17 @@ def slot(space_id: str, start: datetime, minutes: int = 60, **extra: Any) -> dic
 def booking(*slots: dict[str, Any], **extra: Any) -> dict[str, Any]:
     return {"patron": {"first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.org"},
             "slots": list(slots), **extra}
+
+
+async def publish_sync(service: Service, state: BookingSyncState, ce_type: str = "booking.synced") -> None:
+    """Publishes on exchange.sync as the exchange-writer would."""
+    event = CloudEvent(source="/spacesync/exchange-writer", type=ce_type, subject=state.booking_id)
+    await produce(service.settings.kafka.bootstrap_servers, service.topic("exchange.sync"),
+                  state.model_dump_json().encode(), key=state.booking_id.encode(), headers=event.to_headers())
+
+
+def sync_state(booking_id: str, slot_id: str, space_id: str, sequence: int, **fields: Any) -> BookingSyncState:
+    """What the exchange-writer publishes about one slot of a booking."""
+    return BookingSyncState(
+        booking_id=booking_id, booking_source="/spacesync/booking-service", booking_version=1, sequence=sequence,
+        observed_at=datetime.now(UTC), slots=[SlotSync(slot_id=slot_id, space_id=space_id, **fields)])

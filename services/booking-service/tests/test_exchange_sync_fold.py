@@ -2,27 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
-from booking_helpers import Room, Service, at, booking, slot
+from booking_helpers import Room, Service, at, booking, publish_sync, slot, sync_state
 
-from spacesync.common.events import BookingSyncState, CloudEvent, SlotSync, SlotSyncState
+from spacesync.common.events import CloudEvent, SlotSyncState
 from spacesync.common.kafka import dlq_topic
 from spacesync.testing import KafkaReader, wait_until
 from spacesync.testing.kafka import produce
-
-
-async def publish_sync(service: Service, state: BookingSyncState, ce_type: str = "booking.synced") -> None:
-    event = CloudEvent(source="/spacesync/exchange-writer", type=ce_type, subject=state.booking_id)
-    await produce(service.settings.kafka.bootstrap_servers, service.topic("exchange.sync"),
-                  state.model_dump_json().encode(), key=state.booking_id.encode(), headers=event.to_headers())
-
-
-def sync_state(booking_id: str, slot_id: str, space_id: str, sequence: int, **slot: Any) -> BookingSyncState:
-    return BookingSyncState(
-        booking_id=booking_id, booking_source="/spacesync/booking-service", booking_version=1, sequence=sequence,
-        observed_at=datetime.now(UTC), slots=[SlotSync(slot_id=slot_id, space_id=space_id, **slot)])
 
 
 async def test_sync_ids_and_errors_show_per_slot_and_stale_results_are_ignored(service: Service, room: Room) -> None:
