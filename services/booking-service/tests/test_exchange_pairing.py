@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -209,3 +210,18 @@ async def stamp(ews: EmbeddedSimulator, resource: str, made: dict[str, Any]) -> 
 def iso(moment: datetime) -> str:
     """As the API writes UTC times."""
     return moment.isoformat().replace("+00:00", "Z")
+
+
+async def test_a_paired_space_stays_in_its_location(service: Service, room: Room, ews: EmbeddedSimulator) -> None:
+    """The pairing was tested with the location's Exchange connection: moving the space would void it."""
+    elsewhere = await make_room(service)
+    await connect(service, room, ews)
+    await pair(service, room, fresh_room())
+    moved = await service.http.patch(f"/v1/admin/spaces/{room.space_id}", headers=ADMIN,
+                                     json={"category_id": elsewhere.category_id})
+    assert_problem(moved, 409, "/problems/space-paired")
+    assert (await service.http.delete(pairing_url(room), headers=ADMIN)).status_code == 200
+    moved = await service.http.patch(f"/v1/admin/spaces/{room.space_id}", headers=ADMIN,
+                                     json={"category_id": elsewhere.category_id})
+    assert moved.status_code == 200, moved.text
+    assert_problem(await service.http.get(f"/v1/admin/spaces/{uuid.uuid4()}/exchange", headers=ADMIN), 404)

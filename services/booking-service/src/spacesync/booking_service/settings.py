@@ -1,8 +1,9 @@
 """booking-service configuration (environment variables, prefix SPACESYNC_)."""
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
 from spacesync.common.exchange import GatewaySettings
+from spacesync.common.secrets import SecretBox
 from spacesync.common.settings import ServiceSettings
 
 
@@ -18,3 +19,9 @@ class BookingServiceSettings(ServiceSettings):
     create_topics: bool = True
     outbox_batch_size: int = 500
     outbox_poll_interval_seconds: float = 1.0
+
+    @field_validator("secret_keys")
+    @classmethod
+    def _usable_keys(cls, keys: SecretStr) -> SecretStr:
+        SecretBox(keys)  # SecretError (a ValueError) says what is wrong, never the key
+        return keys
