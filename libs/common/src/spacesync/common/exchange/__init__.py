@@ -10,6 +10,7 @@ from spacesync.common.exchange.model import (
     ExchangeServer,
     ItemGone,
     ItemRef,
+    Rejected,
     service_endpoint,
 )
 
@@ -24,5 +25,6 @@ __all__ = [
     "GatewaySettings",
     "ItemGone",
     "ItemRef",
+    "Rejected",
     "service_endpoint",
 ]

@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from exchangelib import Account, CalendarItem, EWSDateTime, ExtendedProperty
-from exchangelib.errors import ErrorItemNotFound
+from exchangelib.errors import ErrorInvalidIdMalformed, ErrorItemNotFound, EWSError
 from exchangelib.folders import Calendar, DistinguishedFolderId, Root
 from exchangelib.items import ALWAYS_OVERWRITE, SEND_TO_NONE
 from exchangelib.properties import Body, Mailbox
@@ -36,6 +36,10 @@ class BookingIdStamp(ExtendedProperty):  # type: ignore[misc]
     distinguished_property_set_id = "PublicStrings"
     property_name = "SpacesyncBookingId"
     property_type = "String"
+
+
+class UnexpectedAnswer(EWSError):  # type: ignore[misc]
+    """Exchange answered, but not what the request asked for."""
 
 
 _registered = False
@@ -127,8 +131,10 @@ def update(target: MailboxCalendar, ref: ItemRef, appointment: Appointment) -> I
     try:
         item.save(update_fields=UPDATED_FIELDS, conflict_resolution=ALWAYS_OVERWRITE,
                   send_meeting_invitations=SEND_TO_NONE)
-    except ErrorItemNotFound:
+    except (ErrorItemNotFound, ErrorInvalidIdMalformed):  # an id Exchange cannot read names no item either
         raise ItemGone(ref.item_id) from None
+    except ValueError as error:  # exchangelib: "'id' mismatch in returned update response"
+        raise UnexpectedAnswer(f"UpdateItem answered for another item ({error})") from None
     return ItemRef(item.id, item.changekey)
 
 
@@ -137,7 +143,7 @@ def delete(target: MailboxCalendar, ref: ItemRef) -> bool:
     item = CalendarItem(account=target.account, folder=target.calendar, id=ref.item_id, changekey=ref.change_key)
     try:
         item.delete(send_meeting_cancellations=SEND_TO_NONE)
-    except ErrorItemNotFound:
+    except (ErrorItemNotFound, ErrorInvalidIdMalformed):
         return False
     return True
 

@@ -23,7 +23,7 @@ import urllib3.exceptions
 from exchangelib import errors as ews
 
 from spacesync.common.events.catalog import ExchangeAccess, ExchangeAuth
-from spacesync.common.exchange.model import ConnectionProblem, ExchangeError, ExchangeServer
+from spacesync.common.exchange.model import ConnectionProblem, ExchangeError, ExchangeServer, Rejected
 from spacesync.common.exchange.transport import HttpFailure, Unauthorized
 
 Problem = ConnectionProblem
@@ -98,6 +98,16 @@ def tls_problem(call: Call, error: BaseException) -> ExchangeError:
                                       f"of the Server/Host field. {CA_HINT}")
 
 
+def dns_problem(call: Call, error: BaseException) -> ExchangeError:
+    host = call.server.host
+    if isinstance(error, socket.gaierror) and error.errno == socket.EAI_AGAIN:
+        return ExchangeError(Problem.NOT_REACHABLE, f"The DNS server did not answer for {host} (temporary failure). "
+                                                    f"Check this server's DNS settings; Spacesync will try again.")
+    return ExchangeError(Problem.HOST_NOT_FOUND, f"The host name {host} could not be resolved (DNS). Check the "
+                                                 f"Server/Host field for typos and that this server's DNS knows "
+                                                 f"{host}.")
+
+
 def network_problem(call: Call, chain: list[BaseException]) -> ExchangeError | None:
     """The network-level cause in `chain`, if there is one."""
     where, host = call.where, call.server.host
@@ -105,10 +115,9 @@ def network_problem(call: Call, chain: list[BaseException]) -> ExchangeError | N
         chain, ssl.SSLError, requests.exceptions.SSLError, urllib3.exceptions.SSLError)
     if tls is not None:
         return tls_problem(call, tls)
-    if _first(chain, urllib3.exceptions.NameResolutionError, socket.gaierror) is not None:
-        return ExchangeError(Problem.HOST_NOT_FOUND, f"The host name {host} could not be resolved (DNS). Check the "
-                                                     f"Server/Host field for typos and that this server's DNS knows "
-                                                     f"{host}.")
+    unresolved = _first(chain, socket.gaierror) or _first(chain, urllib3.exceptions.NameResolutionError)
+    if unresolved is not None:
+        return dns_problem(call, unresolved)
     if _first(chain, ConnectionRefusedError) is not None:
         return ExchangeError(Problem.NOT_REACHABLE, f"{where} refused the connection: nothing listens on that port. "
                                                     f"Check the port in the Server/Host field, that Exchange (IIS) "
@@ -213,6 +222,12 @@ def server_error(call: Call, error: BaseException) -> ExchangeError:
 _MAILBOX_NOT_FOUND = (ews.ErrorNonExistentMailbox, ews.ErrorMailRecipientNotFound, ews.ErrorInvalidSmtpAddress)
 _DENIED = (ews.ErrorAccessDenied, ews.ErrorImpersonateUserDenied, ews.ErrorImpersonationDenied,
            ews.ErrorImpersonationFailed, ews.ErrorFolderNotFound)
+# Exchange refusing the request itself: the same request fails again (not transient).
+_REJECTED = (ews.ErrorQuotaExceeded, ews.ErrorMessageSizeExceeded, ews.ErrorSchemaValidation,
+             ews.ErrorInvalidPropertyRequest, ews.ErrorInvalidPropertySet, ews.ErrorInvalidExtendedPropertyValue,
+             ews.ErrorInvalidRestriction, ews.ErrorInvalidOperation, ews.ErrorIncorrectUpdatePropertyCount,
+             ews.ErrorInvalidIdMalformed, ews.ErrorInvalidIdEmpty, ews.ErrorInvalidPropertyForOperation,
+             ews.ErrorInvalidValueForProperty, ews.ErrorInvalidServerVersion)
 _BUSY = (ews.ErrorServerBusy, ews.ErrorTooManyObjectsOpened, ews.ErrorExceededConnectionCount, ews.RateLimitError)
 
 
@@ -221,6 +236,10 @@ def classify(error: BaseException, call: Call) -> ExchangeError | None:
     Exchange (a bug: let it propagate)."""
     if isinstance(error, ExchangeError):
         return error
+    if type(error) is ews.TransportError and isinstance(error.__context__, ews.EWSError):
+        # exchangelib's version probe (the first request of a protocol whose version is not configured) turns
+        # every error answer into TransportError("No valid version headers found in response (...)").
+        return classify(error.__context__, call)
     if isinstance(error, ews.UnauthorizedError):
         return wrong_credentials(call, error)
     if isinstance(error, _MAILBOX_NOT_FOUND):
@@ -247,6 +266,10 @@ def classify(error: BaseException, call: Call) -> ExchangeError | None:
         if "No Body element" in str(error):
             return not_ews(call, "no SOAP body")
         return server_error(call, error)
+    if isinstance(error, _REJECTED) or type(error).__name__.startswith("ErrorCalendar"):
+        text = " ".join(str(error).split())[:200]
+        return Rejected(f"Exchange at {call.where} refused {call.operation}"
+                        f"{' for ' + call.mailbox if call.mailbox else ''}: {type(error).__name__}: {text}")
     if isinstance(error, ews.ErrorTimeoutExpired):
         return ExchangeError(Problem.TIMEOUT, f"Exchange at {call.where} timed out on {call.operation} "
                                               f"(ErrorTimeoutExpired).")

@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, TypeVar
 
+import urllib3
 from exchangelib import DELEGATE, IMPERSONATION, Account, EWSTimeZone
 from exchangelib.version import Version
 from pydantic import Field
@@ -38,6 +39,7 @@ from spacesync.common.exchange.model import (
     ExchangeServer,
     ItemGone,
     ItemRef,
+    Rejected,
 )
 from spacesync.common.exchange.transport import (
     GatewayProtocol,
@@ -46,6 +48,7 @@ from spacesync.common.exchange.transport import (
     evict,
     http_timeout,
     protocol_class,
+    redact_exchangelib_logs,
 )
 
 log = logging.getLogger(__name__)
@@ -82,11 +85,16 @@ class ExchangeGateway:
     def __init__(self, settings: GatewaySettings | None = None) -> None:
         self.settings = settings or GatewaySettings()
         calendar.register_stamps()
+        redact_exchangelib_logs()
         self._executor = ThreadPoolExecutor(max_workers=self.settings.worker_threads,
                                             thread_name_prefix="exchange-gateway")
         self._protocol_cls = protocol_class(self.settings.verify_tls, self.settings.ca_bundle,
                                             self.settings.timeout_seconds)
         self._tls = probe.tls_context(self.settings.verify_tls, self.settings.ca_bundle)
+        if not self.settings.verify_tls:
+            # The operator's explicit choice: say so once, not once per request (urllib3's warning).
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+            log.warning("TLS certificates of Exchange servers are NOT verified (SPACESYNC_EXCHANGE_VERIFY_TLS=false)")
         self._servers: dict[str, _Server] = {}
         self._versions: dict[str, Version] = {}  # endpoint -> what it reported: saves the version probe
         self._versions_lock = threading.Lock()
@@ -276,7 +284,8 @@ class ExchangeGateway:
             if mapped is None:
                 log.exception("unexpected error in an Exchange call", extra=self._context(call))
                 raise
-            outcome = "item_gone" if isinstance(mapped, ItemGone) else mapped.problem.value
+            outcome = ("item_gone" if isinstance(mapped, ItemGone) else "rejected" if isinstance(mapped, Rejected)
+                       else mapped.problem.value)
             if mapped.problem == ConnectionProblem.THROTTLED and not isinstance(error, ExchangeError):
                 back_off = mapped.back_off if mapped.back_off is not None else DEFAULT_BACK_OFF
                 state.not_before = max(state.not_before, loop.time() + back_off)

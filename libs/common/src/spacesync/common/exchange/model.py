@@ -136,6 +136,18 @@ class ItemGone(ExchangeError):
         return False
 
 
+class Rejected(ExchangeError):
+    """Exchange refused the request itself (invalid data, quota, size, a request it does not support): sending the
+    same request again fails the same way, so it is not transient."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(ConnectionProblem.SERVER_ERROR, message)
+
+    @property
+    def transient(self) -> bool:
+        return False
+
+
 @dataclass(frozen=True)
 class ConnectionReport:
     """A successful connection test."""

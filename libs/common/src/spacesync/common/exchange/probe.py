@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from exchangelib.version import Version
 
-from spacesync.common.exchange.errors import Call, tls_problem
+from spacesync.common.exchange.errors import Call, dns_problem, tls_problem
 from spacesync.common.exchange.model import ConnectionProblem, ExchangeError
 from spacesync.common.exchange.transport import (
     GatewayProtocol,
@@ -83,10 +83,8 @@ async def reach(call: Call, budget: Budget, executor: Executor, context: ssl.SSL
     try:
         addresses = await budget.run(loop.run_in_executor(
             executor, _resolve, host, port), call, "Resolving the host name of")
-    except socket.gaierror:
-        raise ExchangeError(Problem.HOST_NOT_FOUND, f"The host name {host} could not be resolved (DNS). Check the "
-                                                    f"Server/Host field for typos and that this server's DNS knows "
-                                                    f"{host}.") from None
+    except socket.gaierror as error:
+        raise dns_problem(call, error) from None
     writer = await _connect(call, budget, addresses, port)
     try:
         if parts.scheme == "https":

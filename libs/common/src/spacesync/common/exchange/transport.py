@@ -8,8 +8,9 @@ out again on `forget()`. Nothing process-wide is changed: `BaseProtocol.HTTP_ADA
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -31,6 +32,30 @@ from spacesync.common.events.catalog import ExchangeAuth
 from spacesync.common.exchange.model import ExchangeServer
 
 _local = threading.local()
+
+_SECRET_HEADERS = frozenset({"authorization", "proxy-authorization"})
+
+
+class RedactAuthorization(logging.Filter):
+    """exchangelib logs every request's headers at DEBUG, the Authorization header too (Basic is the password in
+    base64): blank it before the record is formatted."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        headers = args.get("request_headers") if isinstance(args, Mapping) else None
+        secret = isinstance(headers, Mapping) and any(str(name).lower() in _SECRET_HEADERS for name in headers)
+        if isinstance(args, Mapping) and isinstance(headers, Mapping) and secret:
+            redacted = {name: "[redacted]" if str(name).lower() in _SECRET_HEADERS else value
+                        for name, value in headers.items()}
+            record.args = {**args, "request_headers": redacted}
+        return True
+
+
+def redact_exchangelib_logs() -> None:
+    """Installs RedactAuthorization on exchangelib's request logger (once per process)."""
+    logger = logging.getLogger("exchangelib.util")
+    if not any(isinstance(existing, RedactAuthorization) for existing in logger.filters):
+        logger.addFilter(RedactAuthorization())
 
 
 @contextmanager
