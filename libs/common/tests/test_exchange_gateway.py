@@ -246,6 +246,13 @@ async def test_host_not_found(gateway: ExchangeGateway) -> None:
     assert "nonexistent.invalid" in error.message
 
 
+def test_an_unreadable_ca_bundle_stops_the_gateway_at_start(tmp_path: Path) -> None:
+    (tmp_path / "not-a-ca.pem").write_text("hello")
+    for bundle in (tmp_path / "missing.pem", tmp_path / "not-a-ca.pem"):
+        with pytest.raises(ValueError, match="SPACESYNC_EXCHANGE_CA_BUNDLE"):
+            ExchangeGateway(settings(ca_bundle=str(bundle)))
+
+
 async def test_not_reachable(gateway: ExchangeGateway) -> None:
     port = free_port()  # nothing listens there any more
     error = await failure(gateway.test_connection(server(f"http://127.0.0.1:{port}/EWS/Exchange.asmx")))
@@ -524,6 +531,10 @@ async def test_update_overwrites_an_outlook_change(simulator: EmbeddedSimulator,
     [item] = await items(admin)
     assert item["subject"] == "Ada Lovelace"
     assert item["change_key"] == moved.change_key
+    await admin.patch(f"/admin/mailboxes/{quote(ROOM)}/meetings/{quote(ref.item_id, safe='')}",
+                      json={"subject": "Edited again"})
+    await gateway.delete(target, ROOM, moved)  # a stale change key does not keep it alive either
+    assert await items(admin) == []
 
 
 async def test_update_after_delete_is_item_gone_and_delete_twice_is_fine(

@@ -139,8 +139,9 @@ def update(target: MailboxCalendar, ref: ItemRef, appointment: Appointment) -> I
 
 
 def delete(target: MailboxCalendar, ref: ItemRef) -> bool:
-    """HardDelete, no cancellations. False when the item was already gone (that is success too)."""
-    item = CalendarItem(account=target.account, folder=target.calendar, id=ref.item_id, changekey=ref.change_key)
+    """HardDelete, no cancellations. False when the item was already gone (that is success too). The ItemId goes
+    without its ChangeKey: the booking is the truth, an edit made in Outlook since must not keep the item alive."""
+    item = CalendarItem(account=target.account, folder=target.calendar, id=ref.item_id)
     try:
         item.delete(send_meeting_cancellations=SEND_TO_NONE)
     except (ErrorItemNotFound, ErrorInvalidIdMalformed):

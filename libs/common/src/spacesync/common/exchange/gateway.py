@@ -45,10 +45,10 @@ from spacesync.common.exchange.transport import (
     GatewayProtocol,
     cached_protocol,
     configuration,
-    evict,
     http_timeout,
     protocol_class,
     redact_exchangelib_logs,
+    uncache,
 )
 
 log = logging.getLogger(__name__)
@@ -86,11 +86,11 @@ class ExchangeGateway:
         self.settings = settings or GatewaySettings()
         calendar.register_stamps()
         redact_exchangelib_logs()
-        self._executor = ThreadPoolExecutor(max_workers=self.settings.worker_threads,
-                                            thread_name_prefix="exchange-gateway")
         self._protocol_cls = protocol_class(self.settings.verify_tls, self.settings.ca_bundle,
                                             self.settings.timeout_seconds)
         self._tls = probe.tls_context(self.settings.verify_tls, self.settings.ca_bundle)
+        self._executor = ThreadPoolExecutor(max_workers=self.settings.worker_threads,
+                                            thread_name_prefix="exchange-gateway")
         if not self.settings.verify_tls:
             # The operator's explicit choice: say so once, not once per request (urllib3's warning).
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
@@ -194,7 +194,8 @@ class ExchangeGateway:
             protocol, state.protocol = state.protocol, None
             state.mailboxes.clear()
         if protocol is not None:
-            evict(protocol)
+            uncache(protocol)
+            self._executor.submit(protocol.close)  # closing sessions is socket I/O: not on the event loop
         log.info("exchange server forgotten", extra={"exchange_server": server.key})
 
     async def close(self) -> None:
@@ -211,7 +212,8 @@ class ExchangeGateway:
         self._executor.shutdown(wait=True, cancel_futures=True)
         for state in states:
             if state.protocol is not None:
-                evict(state.protocol)
+                uncache(state.protocol)
+                state.protocol.close()
                 state.protocol = None
             state.mailboxes.clear()
 

@@ -31,13 +31,20 @@ Problem = ConnectionProblem
 
 
 def tls_context(verify_tls: bool, ca_bundle: str | None) -> ssl.SSLContext:
-    """The same trust as the gateway's HTTP adapter: the CA bundle, the system's CAs, or none."""
+    """The same trust as the gateway's HTTP adapter: the CA bundle, the system's CAs, or none. A CA bundle that
+    cannot be read is a configuration error (ValueError naming the file), found when the gateway starts."""
     if not verify_tls:
         context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
         return context
-    return ssl.create_default_context(cafile=ca_bundle) if ca_bundle else ssl.create_default_context()
+    if not ca_bundle:
+        return ssl.create_default_context()
+    try:
+        return ssl.create_default_context(cafile=ca_bundle)
+    except (OSError, ssl.SSLError) as error:
+        raise ValueError(f"SPACESYNC_EXCHANGE_CA_BUNDLE: {ca_bundle} is not a readable PEM file of CA certificates "
+                         f"({error})") from None
 
 
 class Budget:
@@ -83,7 +90,7 @@ async def reach(call: Call, budget: Budget, executor: Executor, context: ssl.SSL
     try:
         addresses = await budget.run(loop.run_in_executor(
             executor, _resolve, host, port), call, "Resolving the host name of")
-    except socket.gaierror as error:
+    except (socket.gaierror, UnicodeError) as error:  # UnicodeError: not a valid (IDNA) host name
         raise dns_problem(call, error) from None
     writer = await _connect(call, budget, addresses, port)
     try:

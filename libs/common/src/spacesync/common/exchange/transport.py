@@ -194,11 +194,10 @@ def fresh_protocol(cls: type[GatewayProtocol], config: Configuration) -> Gateway
     return protocol
 
 
-def evict(protocol: GatewayProtocol) -> None:
-    """Takes `protocol` out of exchangelib's cache (if it is still the cached one) and closes its sessions."""
+def uncache(protocol: GatewayProtocol) -> None:
+    """Takes `protocol` out of exchangelib's process-wide cache, if it is still the cached one (no I/O)."""
     key = _cache_key(protocol.config)
     with CachingProtocol._protocol_cache_lock:
         entry = CachingProtocol._protocol_cache.get(key)
         if entry is not None and entry[0] is protocol:
             del CachingProtocol._protocol_cache[key]
-    protocol.close()
