@@ -30,6 +30,7 @@ import asyncpg
 import httpx
 from aiokafka import AIOKafkaConsumer
 
+from spacesync.common.secrets import generate_key
 from spacesync.testing.infra import resolve_infra
 from spacesync.testing.kafka import delete_topics
 
@@ -134,7 +135,8 @@ async def main() -> None:
     env = {**os.environ, "SPACESYNC_ADMIN_TOKEN": TOKEN, "SPACESYNC_HTTP_PORT": str(args.port),
            "SPACESYNC_SCHEMA_NAME": schema, "SPACESYNC_KAFKA_TOPIC_PREFIX": prefix,
            "KAFKA_BOOTSTRAP_SERVERS": infra.kafka_bootstrap, "SPACESYNC_POSTGRES_DSN": infra.postgres_dsn,
-           "SPACESYNC_POSTGRES_POOL_MAX_SIZE": "20", "SPACESYNC_LOG_LEVEL": "WARNING"}
+           "SPACESYNC_POSTGRES_POOL_MAX_SIZE": "20", "SPACESYNC_LOG_LEVEL": "WARNING",
+           "SPACESYNC_SECRET_KEYS": generate_key()}
     service = subprocess.Popen([sys.executable, "-m", "spacesync.booking_service"], env=env)
     base = f"http://127.0.0.1:{args.port}"
     db = await asyncpg.connect(infra.postgres_dsn)

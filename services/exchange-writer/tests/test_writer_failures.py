@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import sys
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -14,6 +15,7 @@ import httpx
 from writer_helpers import Writer, booking, future
 
 from spacesync.common.events import Topic
+from spacesync.common.kafka import ensure_topics
 from spacesync.common.settings import KafkaSettings
 from spacesync.testing import KafkaReader, wait_until
 from spacesync.testing.exchange import WRITER
@@ -36,6 +38,7 @@ async def writer_process(writer: Writer, kafka: KafkaSettings,
            "SPACESYNC_KAFKA_TOPIC_PARTITIONS": str(kafka.topic_partitions),
            "SPACESYNC_POSTGRES_DSN": writer.settings.postgres.dsn.get_secret_value(),
            "SPACESYNC_SCHEMA_NAME": schema, "SPACESYNC_HTTP_PORT": str(port),
+           "SPACESYNC_CONSUMER_GROUP": f"writer-{schema}", "SPACESYNC_INSTANCE_ID": f"writer-{schema}",
            "SPACESYNC_POLL_INTERVAL_SECONDS": "0.2", "SPACESYNC_LOG_LEVEL": "WARNING"}
     process = await asyncio.create_subprocess_exec(sys.executable, "-m", "spacesync.exchange_writer", env=env)
     try:
@@ -56,7 +59,7 @@ async def writer_process(writer: Writer, kafka: KafkaSettings,
 async def test_killed_after_exchange_created_the_item_leaves_exactly_one(
         writer: Writer, kafka_settings: Callable[[], KafkaSettings]) -> None:
     kafka = kafka_settings()
-    schema = "writer_killed"
+    schema = f"writer_killed_{uuid.uuid4().hex[:6]}"
     killed: list[int] = []
     holder: dict[str, int] = {}
 
@@ -67,6 +70,7 @@ async def test_killed_after_exchange_created_the_item_leaves_exactly_one(
             os.kill(holder["pid"], signal.SIGKILL)
 
     writer.sim.state.response_observers.append(kill_on_create)
+    await ensure_topics(kafka)
     try:
         async with KafkaReader(kafka.bootstrap_servers, kafka.topic(Topic.EXCHANGE_SYNC.value)) as reader:
             other = Writer(writer.running, writer.settings.model_copy(update={"kafka": kafka}), writer.sim,

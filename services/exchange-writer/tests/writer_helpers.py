@@ -29,6 +29,7 @@ ALL_DAY = OpeningHours.model_validate({day: [{"open": "00:00", "close": "24:00"}
 def writer_settings(postgres_dsn: str, kafka: KafkaSettings, secret_key: str) -> WriterSettings:
     return WriterSettings(
         secret_keys=SecretStr(secret_key), schema_name=f"writer_{uuid.uuid4().hex[:8]}", kafka=kafka,
+        consumer_group=f"exchange-writer-{uuid.uuid4().hex[:8]}", instance_id=f"test-{uuid.uuid4().hex[:6]}",
         postgres=PostgresSettings(dsn=SecretStr(postgres_dsn), pool_max_size=20), poll_interval_seconds=0.2,
         outbox_poll_interval_seconds=0.5, exchange=GatewaySettings(max_connections=8, timeout_seconds=10))
 

@@ -38,7 +38,8 @@ def create_app(settings: WriterSettings) -> FastAPI:
     secrets = SecretBox(settings.secret_keys)
     gateway = ExchangeGateway(settings.exchange)
     engine = SyncEngine(db, gateway, secrets, EngineSettings(
-        concurrency=settings.concurrency, lease=timedelta(seconds=settings.lease_seconds),
+        instance_id=settings.instance_id, concurrency=settings.concurrency,
+        lease=timedelta(seconds=settings.lease_seconds),
         poll_interval=settings.poll_interval_seconds, shutdown_grace=settings.shutdown_grace_seconds))
     broker = create_broker(settings.kafka, service=SERVICE)
     # Catalog first in the same group: both are folded into Postgres, the engine works from there.

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -32,6 +31,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class EngineSettings:
+    instance_id: str = "writer"
     concurrency: int = 32
     lease: timedelta = timedelta(minutes=2)
     poll_interval: float = 0.5
@@ -47,7 +47,7 @@ class SyncEngine:
         self._secrets = secrets
         self._settings = settings
         self._clock = clock
-        self._owner = f"writer-{uuid.uuid4().hex[:8]}"
+        self._owner = settings.instance_id
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._passes: set[asyncio.Task[None]] = set()
@@ -61,6 +61,7 @@ class SyncEngine:
         self._wake.set()
 
     async def run(self) -> None:
+        await self._release_own_leases()
         while not self._stopping.is_set():
             self._wake.clear()
             claims: list[sync_store.Claim] = []
@@ -80,6 +81,20 @@ class SyncEngine:
                     await asyncio.wait_for(self._wake.wait(), self._settings.poll_interval)
         if self._passes:  # finish what is in flight; an unfinished lease just expires
             await asyncio.wait(self._passes, timeout=self._settings.shutdown_grace)
+
+    async def _release_own_leases(self) -> None:
+        """Leases this replica held before a crash or kill: nothing of ours runs yet, so they are free now."""
+        while not self._stopping.is_set():
+            try:
+                async with self._db.acquire() as conn:
+                    released = await sync_store.release_leases(conn, self._owner)
+            except Exception as error:
+                log.warning("cannot reach PostgreSQL yet; retrying", extra={"error": repr(error)})
+                await asyncio.sleep(1.0)
+                continue
+            if released:
+                log.info("took back leases of an earlier run", extra={"bookings": released})
+            return
 
     def _pass_done(self, task: asyncio.Task[None]) -> None:
         self._passes.discard(task)
@@ -132,7 +147,9 @@ class SyncEngine:
         """Runs the slot's steps; returns its new record and, for a transient failure, the retry delay."""
         unsettled = record is not None and record.state in (SlotSyncState.PENDING, SlotSyncState.FAILED)
         attempts = (record.attempts if record is not None and unsettled else 0) + 1
-        current = record or SlotRecord(slot.slot_id, SlotSyncState.PENDING)
+        # A first record names where the slot is headed, so a change of that location's settings retries it.
+        current = record or SlotRecord(slot.slot_id, SlotSyncState.PENDING,
+                                       location_id=target.location_id if target else None)
         try:
             for action in actions:
                 server = self._server(work, action.location_id) if action.location_id else None

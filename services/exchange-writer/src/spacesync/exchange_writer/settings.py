@@ -1,5 +1,7 @@
 """exchange-writer configuration (environment variables, prefix SPACESYNC_)."""
 
+import socket
+
 from pydantic import Field, SecretStr
 
 from spacesync.common.exchange import GatewaySettings
@@ -14,6 +16,10 @@ class WriterSettings(ServiceSettings):
     create_topics: bool = True
     secret_keys: SecretStr = Field(description="Fernet keys (comma-separated) that open the Exchange passwords")
     concurrency: int = Field(default=32, ge=1, description="Bookings written in parallel (all servers)")
+    instance_id: str = Field(
+        default_factory=socket.gethostname,
+        description="Stable across restarts of one replica (the pod name): a restarted writer takes back its own "
+                    "leases at once instead of waiting for them to expire")
     lease_seconds: float = Field(default=120.0, gt=0, description="A pass not finished by then is taken over")
     poll_interval_seconds: float = Field(default=0.5, gt=0, description="Looks for due retries this often")
     outbox_batch_size: int = 500

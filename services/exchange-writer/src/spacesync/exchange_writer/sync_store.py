@@ -57,6 +57,12 @@ async def claim(conn: Conn, owner: str, limit: int, lease: timedelta) -> list[Cl
     return [Claim(r["source"], r["booking_id"], r["generation"]) for r in rows]
 
 
+async def release_leases(conn: Conn, owner: str) -> int:
+    result = await conn.execute(
+        "UPDATE bookings SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1", owner)
+    return int(result.split()[-1])
+
+
 async def load(conn: Conn, work: Claim) -> BookingWork:
     row = await conn.fetchrow("SELECT * FROM bookings WHERE source = $1 AND booking_id = $2",
                               work.source, work.booking_id)
