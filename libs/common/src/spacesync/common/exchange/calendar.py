@@ -98,13 +98,26 @@ def _check(appointment: Appointment) -> None:
                          f"({appointment.start.isoformat()})")
 
 
-def rights(target: MailboxCalendar) -> tuple[bool, bool, bool]:
-    """(create, modify, delete) the account has on the calendar: one GetFolder(calendar) with EffectiveRights."""
+@dataclass(frozen=True)
+class Rights:
+    read: bool
+    create: bool
+    modify: bool
+    delete: bool
+
+    @property
+    def missing_writes(self) -> list[str]:
+        return [name for name in ("create", "modify", "delete") if not getattr(self, name)]
+
+
+def rights(target: MailboxCalendar) -> Rights:
+    """What the account may do in the calendar: one GetFolder(calendar) with EffectiveRights (creates nothing)."""
     folder = Calendar.resolve(account=target.account, folder=target.calendar)
     granted = folder.effective_rights
     if granted is None:
-        return False, False, False
-    return bool(granted.create_contents), bool(granted.modify), bool(granted.delete)
+        return Rights(read=False, create=False, modify=False, delete=False)
+    return Rights(read=bool(granted.read), create=bool(granted.create_contents), modify=bool(granted.modify),
+                  delete=bool(granted.delete))
 
 
 def create(target: MailboxCalendar, appointment: Appointment) -> ItemRef:

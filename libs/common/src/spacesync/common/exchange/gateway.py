@@ -79,6 +79,7 @@ class _Server:
         self.lock = threading.Lock()  # guards protocol and mailboxes (worker threads)
         self.protocol: GatewayProtocol | None = None
         self.mailboxes: dict[str, MailboxCalendar] = {}
+        self.forgotten = False  # forget() was called: nothing new is opened for these settings
 
 
 class ExchangeGateway:
@@ -137,14 +138,14 @@ class ExchangeGateway:
         state = self._state(server)
 
         def check() -> None:
-            create, modify, delete = calendar.rights(self._target(state, mailbox))
-            missing = [name for name, granted in (("create", create), ("modify", modify), ("delete", delete))
-                       if not granted]
+            granted = calendar.rights(self._target(state, mailbox))
+            missing = granted.missing_writes
             if missing:
+                can = "may read but not write" if granted.read else "may see only the free/busy times of"
                 raise ExchangeError(
                     ConnectionProblem.ACCESS_DENIED,
-                    f"The account '{server.username}' may read but not write {mailbox}'s calendar (it may not "
-                    f"{', '.join(missing)} items): grant it Editor on the calendar, FullAccess, or impersonation.")
+                    f"The account '{server.username}' {can} {mailbox}'s calendar (it may not {', '.join(missing)} "
+                    f"items): grant it Editor on the calendar, FullAccess, or impersonation.")
 
         deadline = asyncio.get_running_loop().time() + self.settings.test_timeout_seconds
         await self._call(call, check, deadline=deadline)
@@ -193,6 +194,7 @@ class ExchangeGateway:
         with state.lock:
             protocol, state.protocol = state.protocol, None
             state.mailboxes.clear()
+            state.forgotten = True
         if protocol is not None:
             uncache(protocol)
             self._executor.submit(protocol.close)  # closing sessions is socket I/O: not on the event loop
@@ -234,6 +236,10 @@ class ExchangeGateway:
             target = state.mailboxes.get(key)
             if target is not None:
                 return target
+            if state.forgotten:
+                raise ExchangeError(ConnectionProblem.SERVER_ERROR,
+                                    f"The Exchange settings for {state.server.host} changed while this call waited; "
+                                    f"it was not sent (try again with the new settings).")
             protocol = state.protocol
             if protocol is None:
                 with self._versions_lock:

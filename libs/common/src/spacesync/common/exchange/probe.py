@@ -16,6 +16,7 @@ from concurrent.futures import Executor
 from typing import Any
 from urllib.parse import urlsplit
 
+import requests.utils
 from exchangelib.version import Version
 
 from spacesync.common.exchange.errors import Call, dns_problem, tls_problem
@@ -83,6 +84,8 @@ def server_name(version: Version) -> str:
 
 async def reach(call: Call, budget: Budget, executor: Executor, context: ssl.SSLContext) -> None:
     """DNS, TCP connect and (for https) the TLS handshake with the endpoint's host; raises ExchangeError."""
+    if requests.utils.get_environ_proxies(call.server.endpoint):
+        return  # an HTTP(S)_PROXY carries the requests: only the EWS step can tell
     loop = asyncio.get_running_loop()
     parts = urlsplit(call.server.endpoint)
     host = parts.hostname or ""
