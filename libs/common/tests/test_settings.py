@@ -13,6 +13,8 @@ class Needy(ServiceSettings):
 
 
 def test_common_variable_names_are_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
+    for preferred in ("SPACESYNC_KAFKA_BOOTSTRAP_SERVERS", "SPACESYNC_POSTGRES_DSN"):  # e.g. from infra.sh env
+        monkeypatch.delenv(preferred, raising=False)
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "kafka-1:9092,kafka-2:9092")
     monkeypatch.setenv("DATABASE_URL", "postgresql://u:secret@db/app")
     monkeypatch.setenv("SPACESYNC_KAFKA_TOPIC_PREFIX", "staging.")
