@@ -20,9 +20,7 @@ from spacesync.booking_service.exchange_import import ExchangeImport
 from spacesync.booking_service.exchange_pairing import ExchangePairing
 from spacesync.booking_service.settings import BookingServiceSettings
 from spacesync.booking_service.sync_fold import SyncFold
-from spacesync.common.db import Database, load_migrations, migrate
-from spacesync.common.db.migrate import common_migrations
-from spacesync.common.db.pool import connect
+from spacesync.common.db import Database, migrate_service
 from spacesync.common.events import Topic
 from spacesync.common.exchange import ExchangeGateway
 from spacesync.common.http import HealthChecks, health_router, install_problem_handlers
@@ -56,12 +54,7 @@ def create_app(settings: BookingServiceSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        conn = await connect(dsn, settings.schema_name)
-        try:
-            await migrate(conn, settings.schema_name, common_migrations() + load_migrations(
-                "spacesync.booking_service", "booking"))
-        finally:
-            await conn.close()
+        await migrate_service(dsn, settings.schema_name, "spacesync.booking_service", "booking")
         await db.open()
         connecting = asyncio.create_task(kafka.run(), name="kafka-connect")
         relaying = asyncio.create_task(relay.run(), name="outbox-relay")

@@ -11,9 +11,7 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 
-from spacesync.common.db import Database, load_migrations, migrate
-from spacesync.common.db.migrate import common_migrations
-from spacesync.common.db.pool import connect
+from spacesync.common.db import Database, migrate_service
 from spacesync.common.events import Topic
 from spacesync.common.exchange import ExchangeGateway
 from spacesync.common.http import HealthChecks, health_router, install_problem_handlers
@@ -66,12 +64,7 @@ def create_app(settings: WriterSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        conn = await connect(dsn, settings.schema_name)
-        try:
-            await migrate(conn, settings.schema_name, common_migrations() + load_migrations(
-                "spacesync.exchange_writer", "writer"))
-        finally:
-            await conn.close()
+        await migrate_service(dsn, settings.schema_name, "spacesync.exchange_writer", "writer")
         await db.open()
         tasks = [asyncio.create_task(coro, name=name) for name, coro in (
             ("kafka-connect", kafka.run()), ("outbox-relay", relay.run()), ("sync-engine", engine.run()),

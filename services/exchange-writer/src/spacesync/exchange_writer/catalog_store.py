@@ -4,6 +4,9 @@ need a pass. Every fold is idempotent: an event at or below the stored version c
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
 
 from spacesync.common.db.pool import Conn
 from spacesync.common.events.booking import BookingState
@@ -26,15 +29,11 @@ async def fold_booking(conn: Conn, source: str, booking: BookingState, event_tim
 async def fold_location(conn: Conn, location: LocationState) -> ExchangeConnection | None:
     """Stores a newer location. When its Exchange connection changed, slots that failed or wait there get
     another try now, and the previous connection is returned (its cached protocol is to be dropped)."""
-    previous = await conn.fetchrow("SELECT version, state FROM locations WHERE location_id = $1 FOR UPDATE",
-                                   location.location_id)
-    if previous is not None and previous["version"] >= location.version:
+    applied, previous = await _store_if_newer(conn, "locations", "location_id", location.location_id,
+                                              location.version, location)
+    if not applied:
         return None
-    await conn.execute(
-        "INSERT INTO locations (location_id, version, state) VALUES ($1, $2, $3) ON CONFLICT (location_id)"
-        " DO UPDATE SET version = EXCLUDED.version, state = EXCLUDED.state",
-        location.location_id, location.version, location.model_dump(mode="json"))
-    old = LocationState.model_validate(previous["state"]).exchange if previous is not None else None
+    old = LocationState.model_validate(previous).exchange if previous is not None else None
     if _connection(old) == _connection(location.exchange):
         return None
     await conn.execute(
@@ -50,28 +49,34 @@ def _connection(conn: ExchangeConnection | None) -> tuple[object, ...] | None:
 
 
 async def fold_category(conn: Conn, category: CategoryState) -> bool:
-    return bool(await conn.fetchval(
-        "INSERT INTO categories (category_id, version, state) VALUES ($1, $2, $3) ON CONFLICT (category_id)"
-        " DO UPDATE SET version = EXCLUDED.version, state = EXCLUDED.state"
-        " WHERE categories.version < EXCLUDED.version RETURNING true",
-        category.category_id, category.version, category.model_dump(mode="json")))
+    applied, _ = await _store_if_newer(conn, "categories", "category_id", category.category_id,
+                                        category.version, category)
+    return applied
 
 
 async def fold_space(conn: Conn, space: SpaceState) -> bool:
     """Stores a newer space; when its pairing changed, every booking with a slot there gets a pass."""
-    previous = await conn.fetchrow("SELECT version, state FROM spaces WHERE space_id = $1 FOR UPDATE",
-                                   space.space_id)
-    if previous is not None and previous["version"] >= space.version:
+    applied, previous = await _store_if_newer(conn, "spaces", "space_id", space.space_id, space.version, space)
+    if not applied:
         return False
-    await conn.execute(
-        "INSERT INTO spaces (space_id, version, state) VALUES ($1, $2, $3) ON CONFLICT (space_id)"
-        " DO UPDATE SET version = EXCLUDED.version, state = EXCLUDED.state",
-        space.space_id, space.version, space.model_dump(mode="json"))
-    old = SpaceState.model_validate(previous["state"]) if previous is not None else None
+    old = SpaceState.model_validate(previous) if previous is not None else None
     if old is None or (old.exchange_resource, old.paired_at, old.name) != (
             space.exchange_resource, space.paired_at, space.name):
         await mark_space_dirty(conn, space.space_id)
     return True
+
+
+async def _store_if_newer(conn: Conn, table: str, key: str, entity_id: str, version: int,
+                          entity: BaseModel) -> tuple[bool, Any]:
+    """Replaces the row when `version` is higher than the stored one; returns (replaced, previous state or None)."""
+    previous = await conn.fetchrow(f"SELECT version, state FROM {table} WHERE {key} = $1 FOR UPDATE", entity_id)
+    if previous is not None and previous["version"] >= version:
+        return False, None
+    await conn.execute(
+        f"INSERT INTO {table} ({key}, version, state) VALUES ($1, $2, $3) ON CONFLICT ({key})"
+        " DO UPDATE SET version = EXCLUDED.version, state = EXCLUDED.state",
+        entity_id, version, entity.model_dump(mode="json"))
+    return True, previous["state"] if previous is not None else None
 
 
 async def request_import(conn: Conn, space_id: str, requested_at: datetime) -> bool:

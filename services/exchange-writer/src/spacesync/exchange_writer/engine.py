@@ -27,6 +27,7 @@ from spacesync.exchange_writer.outcome import outcome
 from spacesync.exchange_writer.plan import Action, SlotRecord, SpacePairing, Target, plan, retry_delay, wanted
 
 log = logging.getLogger(__name__)
+PASS_FAILURE_DELAY = timedelta(seconds=5)
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ class SyncEngine:
                 except Exception as error:
                     log.warning("cannot claim bookings; retrying", extra={"error": repr(error)})
             for claim in claims:
-                task = asyncio.create_task(self._pass(claim), name=f"pass-{claim.booking_id}")
+                task = asyncio.create_task(self._guarded_pass(claim), name=f"pass-{claim.booking_id}")
                 self._passes.add(task)
                 task.add_done_callback(self._pass_done)
             if not claims or len(self._passes) >= self._settings.concurrency:
@@ -101,6 +102,17 @@ class SyncEngine:
         if not task.cancelled() and task.exception() is not None:
             log.error("booking pass failed", exc_info=task.exception())
         self._wake.set()  # a slot is free
+
+    async def _guarded_pass(self, claim: sync_store.Claim) -> None:
+        """A pass that fails outside Exchange (PostgreSQL gone mid-pass) gives its lease back with a short delay,
+        rather than leaving the booking until the lease expires."""
+        try:
+            await self._pass(claim)
+        except Exception:
+            log.exception("booking pass failed; retrying soon", extra={"booking_id": claim.booking_id})
+            with contextlib.suppress(Exception):
+                async with self._db.acquire() as conn:
+                    await sync_store.finish(conn, claim, self._owner, self._clock() + PASS_FAILURE_DELAY)
 
     async def _pass(self, claim: sync_store.Claim) -> None:
         async with self._db.acquire() as conn:

@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncpg
 
-from spacesync.common.db.pool import quote_ident
+from spacesync.common.db.pool import connect, quote_ident
 
 log = logging.getLogger(__name__)
 
@@ -59,3 +59,12 @@ async def migrate(conn: asyncpg.Connection[Any], schema: str, migrations: list[M
         return applied
     finally:
         await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", f"migrate:{schema}")
+
+
+async def migrate_service(dsn: str, schema: str, package: str, prefix: str) -> list[str]:
+    """At a service's start: the common tables and the package's own migrations, on a connection of its own."""
+    conn = await connect(dsn, schema)
+    try:
+        return await migrate(conn, schema, common_migrations() + load_migrations(package, prefix))
+    finally:
+        await conn.close()
