@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
+import asyncpg
 import orjson
 from pydantic import BaseModel
 
@@ -34,6 +35,8 @@ async def test_invalid_events_land_in_the_dlq_with_a_reason_and_valid_ones_are_h
 
     async def handler(event: CloudEvent, data: BaseModel) -> None:
         assert isinstance(data, LocationState)
+        if data.location_id == "refused":  # what PostgreSQL answers to a value its column cannot hold
+            raise asyncpg.exceptions.NumericValueOutOfRangeError("value out of int32 range")
         if failures.get(data.location_id, 0) > 0:
             failures[data.location_id] -= 1
             raise ConnectionError("database briefly unavailable")
@@ -45,6 +48,7 @@ async def test_invalid_events_land_in_the_dlq_with_a_reason_and_valid_ones_are_h
     dlq_before = DLQ_EVENTS.labels(topic, group)._value.get()
 
     good_headers, good_value = location_event("good-1")
+    refused_headers, refused_value = location_event("refused")
     _, flaky_value = location_event("flaky")
     bad_records: list[tuple[dict[str, str] | Sequence[tuple[str, bytes | None]], bytes, str]] = [
         ({}, good_value, "missing CloudEvents header(s)"),
@@ -56,6 +60,7 @@ async def test_invalid_events_land_in_the_dlq_with_a_reason_and_valid_ones_are_h
          "header 'ce_id' has no value"),
         ([(k, v.encode()) for k, v in good_headers.items() if k != "ce_source"] + [("ce_source", b"\xff\xfe")],
          good_value, "header 'ce_source' is not UTF-8"),
+        (refused_headers, refused_value, "the database refused the event's data: value out of int32 range"),
     ]
     await broker.start()
     try:

@@ -14,10 +14,9 @@ from booking_helpers import ADMIN, Room, Service
 from spacesync.exchange_simulator.embedded import EmbeddedSimulator
 from spacesync.exchange_simulator.seed import Seed, load_seed
 from spacesync.exchange_simulator.settings import DEMO_SEED
+from spacesync.testing.exchange import WRITER
 
-WRITER = "LIBRARY\\svc-spacesync"  # delegate write on every room (demo seed)
-READONLY = "LIBRARY\\svc-readonly"  # free/busy only
-PASSWORD = "demo-password"
+PASSWORD = "demo-password"  # the demo seed's accounts: WRITER writes every room, READONLY sees free/busy
 DOMAIN = "library.example.org"
 _rooms = itertools.count(300)
 

@@ -10,7 +10,6 @@ import httpx
 import pytest
 from booking_exchange_helpers import (
     PASSWORD,
-    WRITER,
     assert_problem,
     closed_port,
     connect,
@@ -25,6 +24,7 @@ from spacesync.common.db.pool import connect as connect_db
 from spacesync.common.secrets import SecretBox
 from spacesync.exchange_simulator.embedded import EmbeddedSimulator
 from spacesync.testing import KafkaReader, Record
+from spacesync.testing.exchange import WRITER
 
 
 async def location_events(reader: KafkaReader, room: Room, count: int) -> list[Record]:
@@ -181,6 +181,8 @@ def bad_settings(server: str) -> list[tuple[str, dict[str, Any], str, str]]:
         ("no username", {k: v for k, v in good.items() if k != "username"}, "body.username", "Field required"),
         ("control character", {**good, "username": "LIBRARY\\svc\u0000"}, "body.username", "pattern"),
         ("unknown field", {**good, "domain": "LIBRARY"}, "body.domain", "Extra inputs"),
+        ("Basic over plain http", {**good, "server": "http://mail.example.org", "auth_type": "basic"},
+         "body.auth_type", "use an https:// server, or NTLM"),
     ]
 
 

@@ -8,8 +8,6 @@ from typing import Any
 
 from booking_exchange_helpers import (
     PASSWORD,
-    READONLY,
-    WRITER,
     assert_problem,
     connect,
     fresh_room,
@@ -23,6 +21,7 @@ from spacesync.common.events import SlotSyncState
 from spacesync.common.exchange import Appointment, ExchangeGateway, ExchangeServer, GatewaySettings
 from spacesync.exchange_simulator.embedded import EmbeddedSimulator
 from spacesync.testing import KafkaReader, Record, wait_until
+from spacesync.testing.exchange import READONLY, WRITER
 
 
 async def space_events(reader: KafkaReader, room: Room, ce_type: str, count: int = 1) -> list[Record]:
@@ -45,17 +44,20 @@ async def test_save_and_test_pairs_the_space_and_re_pairing_moves_it(service: Se
         assert (event.json["exchange_resource"], event.json["paired_at"] is not None) == (first, True)
 
         again = await pair(service, room, first)
-        assert again.json()["message"].endswith("(It already was.)")
+        assert again.json()["message"].endswith("It already was; bookings that could not be written there are "
+                                                "tried again.")
         assert again.json()["pairing"]["paired_at"] == pairing["paired_at"]
 
         moved = await pair(service, room, second)
         assert moved.status_code == 200, moved.text
-        events = await space_events(reader, room, "space.paired", count=2)
-    assert [e.json["exchange_resource"] for e in events] == [first, second]
+        events = await space_events(reader, room, "space.paired", count=3)
+    # Testing again emits the pairing again (same paired_at): the writer retries the space's failed slots.
+    assert [e.json["exchange_resource"] for e in events] == [first, first, second]
+    assert events[0].json["paired_at"] == events[1].json["paired_at"] != events[2].json["paired_at"]
     shown = await service.http.get(pairing_url(room), headers=ADMIN)
     assert shown.json()["resource"] == second
     space = await service.http.get(f"/v1/admin/spaces/{room.space_id}", headers=ADMIN)
-    assert (space.json()["exchange_resource"], space.json()["version"]) == (second, 3)
+    assert (space.json()["exchange_resource"], space.json()["version"]) == (second, 4)  # created, 3 pairings
 
 
 async def test_save_and_test_failures_say_why_and_save_nothing(service: Service, ews: EmbeddedSimulator) -> None:

@@ -45,6 +45,10 @@ class TestWanted:
         b = booking(updated=T0 + timedelta(seconds=1))
         assert wanted(b, b.slots[0], pairing(), None)
 
+    def test_a_booking_committed_just_after_the_pairing_with_an_earlier_time_is_pushed(self) -> None:
+        b = booking(updated=T0 - timedelta(minutes=1))
+        assert wanted(b, b.slots[0], pairing(), None)
+
     def test_an_older_booking_waits_for_the_import(self) -> None:
         b = booking(updated=T0 - timedelta(days=1))
         assert not wanted(b, b.slots[0], pairing(), None)
@@ -116,8 +120,10 @@ class TestPlan:
         unknown = SlotRecord("s1", SlotSyncState.PENDING, "room-101@example.org", "loc",
                              create_intent="room-101@example.org")
         assert [a.step for a in plan(unknown, None)] == [Step.DELETE_STAMPED]
-        never_sent = SlotRecord("s1", SlotSyncState.FAILED)
+        never_sent = SlotRecord("s1", SlotSyncState.FAILED, "room-101@example.org", "loc")
         assert [a.step for a in plan(never_sent, None)] == [Step.FORGET]
+        interrupted = SlotRecord("s1", SlotSyncState.PENDING, "room-101@example.org", "loc", attempts=1)
+        assert [a.step for a in plan(interrupted, None)] == [Step.DELETE_STAMPED]
         assert plan(SlotRecord("s1", SlotSyncState.REMOVED), None) == []
         assert plan(None, None) == []
 

@@ -8,6 +8,7 @@ import signal
 import socket
 import sys
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -117,5 +118,11 @@ async def test_throttling_503s_and_an_outage_end_with_every_booking_synced_once(
     for made in before + during:
         assert len(await writer.admin.stamped(place.mailbox, made.slots[0].slot_id)) == 1
     assert len(await writer.admin.items(place.mailbox)) == len(before) + len(during)
+    outcomes = Counter[str]()
+    for operation in (await writer.admin.requests())["operations"].values():
+        outcomes.update(operation["outcomes"])
+    assert outcomes["ErrorServerBusy"] >= 1, outcomes
+    assert outcomes["http_503"] >= 1, outcomes
+    assert outcomes["down"] >= 1, outcomes
     for fault in (busy, unavailable):
         await writer.admin.remove_fault(fault)

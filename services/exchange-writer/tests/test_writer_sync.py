@@ -78,13 +78,21 @@ async def test_stale_and_repeated_versions_change_nothing(writer: Writer) -> Non
     sequence = writer.sync_events(first.booking_id)[-1].json["sequence"]
     await writer.publish("booking.created", first)  # stale
     await writer.publish("booking.updated", second)  # repeated
-    marker = booking((place.space_id, start + timedelta(days=1), 30))
-    await writer.publish("booking.created", marker)  # same partition order is not guaranteed: wait for it
-    await writer.wait_sync(marker.booking_id, "booking.synced")
-    await writer.reader.caught_up()
-    assert writer.sync_events(first.booking_id)[-1].json["sequence"] == sequence
+    third = changed(second, (place.space_id, start + timedelta(hours=3), 60))
+    await writer.publish("booking.updated", third)  # same key, same partition: folded after the two above
+    synced = await writer.wait_sync(first.booking_id, "booking.synced", version=3)
+    assert synced["sequence"] == sequence + 1, "the stale and the repeated event published nothing"
     [item] = await writer.admin.stamped(place.mailbox, first.slots[0].slot_id)
-    assert datetime.fromisoformat(item["start"]) == start + timedelta(hours=1)
+    assert datetime.fromisoformat(item["start"]) == start + timedelta(hours=3)
+
+
+async def test_versions_beyond_32_bits_from_another_producer_are_handled(writer: Writer) -> None:
+    place = await writer.place()
+    made = booking((place.space_id, future(days=4, hour=20), 30), version=2**40)
+    await writer.publish("booking.created", made, source="/kiosk/lobby")
+    synced = await writer.wait_sync(made.booking_id, "booking.synced")
+    assert synced["booking_version"] == 2**40
+    assert synced["booking_source"] == "/kiosk/lobby"
 
 
 async def test_nothing_is_synced_to_a_space_that_is_not_paired(writer: Writer) -> None:
@@ -98,6 +106,7 @@ async def test_nothing_is_synced_to_a_space_that_is_not_paired(writer: Writer) -
     await writer.publish("booking.created", both)
     synced = await writer.wait_sync(both.booking_id, "booking.synced")
     assert [s["slot_id"] for s in synced["slots"]] == [both.slots[1].slot_id]
+    await writer.settled()
     await writer.reader.caught_up()
     assert writer.sync_events(lonely.booking_id) == []
     items = await writer.admin.items(place.mailbox)
@@ -112,7 +121,10 @@ async def test_bookings_older_than_the_pairing_wait_for_the_import(writer: Write
     await writer.publish("booking.created", old)
     await writer.publish("booking.created", new)
     await writer.wait_sync(new.booking_id, "booking.synced")
+    await writer.settled()
+    await writer.reader.caught_up()
     assert writer.sync_events(old.booking_id) == []
+    assert await writer.admin.stamped(place.mailbox, old.slots[0].slot_id) == []
     await writer.publish("space.import_requested", ImportRequest(
         space_id=place.space_id, location_id=place.location.location_id, request_id="import-1",
         exchange_resource=place.mailbox, requested_at=datetime.now(UTC)))
@@ -190,3 +202,41 @@ async def test_no_write_access_is_a_visible_failure_until_the_settings_change(wr
     synced = await writer.wait_sync(made.booking_id, "booking.synced")
     assert synced["slots"][0]["item_id"]
     assert len(await writer.admin.stamped(place.mailbox, made.slots[0].slot_id)) == 1
+
+
+async def test_a_create_whose_answer_was_lost_is_still_removed_when_the_booking_is_cancelled(writer: Writer) -> None:
+    place = await writer.place()
+    start = future(days=13)
+    made = booking((place.space_id, start, 60))
+    lost: list[str] = []
+
+    def lose_the_answer(operation: str, payload: bytes) -> None:
+        # Exchange stored the item; the writer gets an error instead of its answer.
+        if operation == "CreateItem" and not lost:
+            lost.append(operation)
+            raise RuntimeError("answer lost")
+
+    writer.sim.state.response_observers.append(lose_the_answer)
+    try:
+        await writer.publish("booking.created", made)
+        await wait_until(lambda: lost, message="the CreateItem answer lost")
+        await wait_until(lambda: _one(writer, place.mailbox, made.slots[0].slot_id), message="the item exists")
+        cancelled = changed(made, (place.space_id, start, 60), status=BookingStatus.CANCELLED)
+        await writer.publish("booking.cancelled", cancelled)
+        await writer.wait_sync(made.booking_id, "booking.unsynced", version=2)
+    finally:
+        writer.sim.state.response_observers.remove(lose_the_answer)
+    assert await writer.admin.stamped(place.mailbox, made.slots[0].slot_id) == []
+
+
+async def test_appointments_of_a_space_unpaired_as_its_location_disconnects_are_removed(writer: Writer) -> None:
+    place = await writer.place()
+    made = booking((place.space_id, future(days=14), 60))
+    await writer.publish("booking.created", made)
+    await writer.wait_sync(made.booking_id, "booking.synced")
+    # booking-service unpairs first, then disconnects; the writer may fold the location first (other partition).
+    await writer.publish("location.upserted", place.location.model_copy(update={"version": 2, "exchange": None}))
+    await writer.publish("space.unpaired", place.space.model_copy(
+        update={"version": 2, "exchange_resource": None, "paired_at": None}))
+    await writer.wait_sync(made.booking_id, "booking.unsynced")
+    assert await writer.admin.stamped(place.mailbox, made.slots[0].slot_id) == []

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from pydantic import BaseModel, SecretStr
 
 from spacesync.common.events import EVENT_TYPES, CloudEvent, Topic
@@ -17,6 +19,7 @@ from spacesync.common.exchange import GatewaySettings
 from spacesync.common.secrets import SecretBox
 from spacesync.common.settings import KafkaSettings, PostgresSettings
 from spacesync.exchange_simulator.embedded import EmbeddedSimulator
+from spacesync.exchange_writer import sync_store
 from spacesync.exchange_writer.settings import WriterSettings
 from spacesync.testing import KafkaReader, Record, RunningApp, wait_until
 from spacesync.testing.exchange import PASSWORD, WRITER, SimulatorAdmin, connection, room
@@ -91,6 +94,34 @@ class Writer:
         await self.publish("category.upserted", category)
         await self.publish("space.paired", space)
         return Place(location, category, space)
+
+    async def settled(self, timeout: float = 30.0) -> None:
+        """Waits until the writer committed every record now on booking.events and catalog.events and has no
+        booking left to pass: what it will ever do about them is done (so an absence can be asserted)."""
+        kafka = self.settings.kafka
+        topics = [kafka.topic(Topic.BOOKING_EVENTS.value), kafka.topic(Topic.CATALOG_EVENTS.value)]
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
+        ends_reader = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap_servers)
+        await admin.start()
+        await ends_reader.start()
+        try:
+            partitions = [TopicPartition(t, p) for t in topics for p in range(kafka.topic_partitions)]
+            ends = await ends_reader.end_offsets(partitions)
+
+            async def committed() -> bool:
+                offsets = await admin.list_consumer_group_offsets(self.settings.consumer_group)
+                return all(end == 0 or (tp in offsets and offsets[tp].offset >= end) for tp, end in ends.items())
+
+            await wait_until(committed, timeout=timeout, message="writer consumed every event")
+        finally:
+            await ends_reader.stop()
+            await admin.close()
+
+        async def idle() -> bool:
+            async with self.running.app.state.db.acquire() as conn:
+                return await sync_store.count_due(conn) == 0
+
+        await wait_until(idle, timeout=timeout, message="writer has no booking left to pass")
 
     def sync_events(self, booking_id: str) -> list[Record]:
         topic = self.settings.kafka.topic(Topic.EXCHANGE_SYNC.value)

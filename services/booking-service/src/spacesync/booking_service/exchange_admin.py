@@ -17,7 +17,7 @@ from spacesync.booking_service import exchange_store as store
 from spacesync.booking_service.api.models import Confirmation, ExchangeConnected, ExchangeSettingsIn
 from spacesync.booking_service.catalog_store import exchange_connection, fetch_one, settings_view
 from spacesync.booking_service.exchange_errors import CheckFailed, Conflict, InvalidSettings, NotFound
-from spacesync.booking_service.exchange_settings import CONNECTION_FIELDS, PasswordRequired, merge_settings
+from spacesync.booking_service.exchange_settings import InsecureBasic, PasswordRequired, merge_settings
 from spacesync.common.db import Database
 from spacesync.common.events.catalog import ExchangeConnection
 from spacesync.common.exchange import ConnectionReport, ExchangeError, ExchangeGateway, ExchangeServer
@@ -51,6 +51,8 @@ class ExchangeConnections:
             merged = merge_settings(current, request.model_dump(exclude={"password"}), token, self._clock())
         except PasswordRequired:
             raise InvalidSettings("body.password", "is required to connect (no password is stored yet)") from None
+        except InsecureBasic as insecure:
+            raise InvalidSettings("body.auth_type", str(insecure)) from None
         settings = merged.settings
         if not merged.changed:
             return ExchangeConnected(message="Nothing changed.", settings=settings_view(location_id, settings))
@@ -113,7 +115,7 @@ class ExchangeConnections:
 
     def _forget(self, old: ExchangeConnection, new: ExchangeConnection | None) -> None:
         """Drops the gateway's cached sessions for credentials no longer used."""
-        if new is not None and all(getattr(old, f) == getattr(new, f) for f in CONNECTION_FIELDS):
+        if new is not None and new.same_connection(old):
             return
         # SecretError: made with a key no longer configured, so nothing can have been cached with it.
         with contextlib.suppress(SecretError):

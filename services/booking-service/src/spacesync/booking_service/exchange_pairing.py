@@ -52,13 +52,13 @@ class ExchangePairing:
         message = (f"{space['name']} is paired with {resource}: the mailbox exists and {connection.username} may "
                    "write its calendar.")
         if space["exchange_resource"] == resource:
-            return Paired(message=message + " (It already was.)", pairing=await self.state(space_id))
+            message += " It already was; bookings that could not be written there are tried again."
         try:
             async with self._db.acquire() as conn, conn.transaction():
                 locked = await store.lock_location(conn, location["id"], exclusive=False)
                 if locked is None or exchange_connection(locked) is None:
                     raise _not_connected(location["name"])
-                if await store.save_pairing(conn, space_id, location["id"], resource, self._clock()) is None:
+                if await store.save_pairing(conn, space_id, location["id"], resource) is None:
                     raise Conflict("space-moved", "The space moved to another location meanwhile; try again.")
         except asyncpg.UniqueViolationError:
             raise _in_use(resource, "another space") from None
@@ -72,7 +72,7 @@ class ExchangePairing:
                 raise NotFound(f"No space {space_id}.")
             if row["exchange_resource"] is None:
                 raise NotFound(f"Space {row['name']!r} is not paired with an Exchange resource.")
-            await store.save_pairing(conn, space_id, row["location_id"], None, self._clock())
+            await store.save_pairing(conn, space_id, row["location_id"], None)
         log.info("space unpaired", extra={"space_id": str(space_id), "resource": row["exchange_resource"]})
         return Paired(message=f"{row['name']} is no longer paired with {row['exchange_resource']}; its "
                               "appointments are being removed from that calendar.",

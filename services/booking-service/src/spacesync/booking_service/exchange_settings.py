@@ -11,11 +11,9 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from spacesync.common.events.catalog import ExchangeConnection
+from spacesync.common.events.catalog import ExchangeAuth, ExchangeConnection
 from spacesync.common.exchange import service_endpoint
 
-# What a connection test proves: changing any of these means testing again before saving.
-CONNECTION_FIELDS = ("server", "username", "password_encrypted", "auth_type", "access")
 _LABEL = r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"  # underscores: some intranet hosts have them
 _HOST_NAME = re.compile(rf"^{_LABEL}(\.{_LABEL})*\.?$")
 
@@ -49,6 +47,19 @@ class PasswordRequired(ValueError):
     """First connect without a password: there is none stored to keep."""
 
 
+class InsecureBasic(ValueError):
+    """Basic authentication over plain http to another machine."""
+
+
+def _private_transport(endpoint: str) -> bool:
+    """https, or http to this machine (the local EWS simulator)."""
+    parts = urlsplit(endpoint)
+    if parts.scheme == "https":
+        return True
+    host = parts.hostname or ""
+    return host == "localhost" or (_is_ip(host) and ipaddress.ip_address(host).is_loopback)
+
+
 @dataclass(frozen=True)
 class MergedSettings:
     settings: ExchangeConnection
@@ -74,5 +85,8 @@ def merge_settings(current: ExchangeConnection | None, changes: Mapping[str, Any
     elif not after.get("populate_organizer"):
         after["populate_organizer_since"] = None
     settings = ExchangeConnection.model_validate(after)
-    needs_test = current is None or any(getattr(settings, f) != getattr(current, f) for f in CONNECTION_FIELDS)
+    if settings.auth_type is ExchangeAuth.BASIC and not _private_transport(service_endpoint(settings.server)):
+        raise InsecureBasic("Basic authentication sends the password readable by anyone on the way: use an "
+                            "https:// server, or NTLM")
+    needs_test = not settings.same_connection(current)
     return MergedSettings(settings, needs_test, changed=settings != current)

@@ -40,14 +40,18 @@ async def paired_space_names(conn: Conn, location_id: UUID) -> list[str]:
     return [row["name"] for row in rows]
 
 
-async def save_pairing(conn: Conn, space_id: UUID, location_id: UUID, resource: str | None,
-                       now: datetime) -> asyncpg.Record | None:
+async def save_pairing(conn: Conn, space_id: UUID, location_id: UUID,
+                       resource: str | None) -> asyncpg.Record | None:
     """Pairs (resource None: unpairs) the space and emits space.paired / space.unpaired. None when the space is
     no longer in that location. Raises UniqueViolationError when another space has the resource."""
+    # paired_at from the database clock, like the bookings' updated_at it is compared with; pairing again with
+    # the same resource keeps it (and still emits space.paired: the writer retries the space's failed slots).
     row = await conn.fetchrow(
-        "UPDATE spaces SET exchange_resource = $3, paired_at = $4, version = version + 1, updated_at = now()"
+        "UPDATE spaces SET exchange_resource = $3, version = version + 1, updated_at = now(),"
+        " paired_at = CASE WHEN $3::text IS NULL THEN NULL WHEN exchange_resource = $3 THEN paired_at"
+        "  ELSE now() END"
         " WHERE id = $1 AND location_id = $2 RETURNING *",
-        space_id, location_id, resource, now if resource else None)
+        space_id, location_id, resource)
     if row is not None:
         await emit(conn, "space", row, "space.paired" if resource else "space.unpaired")
     return row

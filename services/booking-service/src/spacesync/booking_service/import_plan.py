@@ -8,10 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from spacesync.common.exchange import CalendarEntry
-
-# Exchange busy time (as everywhere in Spacesync): Free and Tentative leave the slot open.
-BUSY_STATUSES = frozenset({"Busy", "OOF", "WorkingElsewhere"})
+from spacesync.common.exchange import BUSY_STATUSES, CalendarEntry
 
 
 @dataclass(frozen=True)

@@ -34,18 +34,19 @@ async def fold_location(conn: Conn, location: LocationState) -> ExchangeConnecti
     if not applied:
         return None
     old = LocationState.model_validate(previous).exchange if previous is not None else None
-    if _connection(old) == _connection(location.exchange):
+    if old is not None and location.exchange is None:
+        await conn.execute("UPDATE locations SET retired_exchange = $2 WHERE location_id = $1",
+                           location.location_id, old.model_dump(mode="json"))
+    elif location.exchange is not None:
+        await conn.execute("UPDATE locations SET retired_exchange = NULL WHERE location_id = $1",
+                           location.location_id)
+    unchanged = old.same_connection(location.exchange) if old is not None else location.exchange is None
+    if unchanged:
         return None
     await conn.execute(
         _MARK_DIRTY + " WHERE (source, booking_id) IN (SELECT DISTINCT source, booking_id FROM slots"
         "  WHERE location_id = $1 AND state IN ('pending', 'failed'))", location.location_id)
     return old
-
-
-def _connection(conn: ExchangeConnection | None) -> tuple[object, ...] | None:
-    if conn is None:
-        return None
-    return (conn.server, conn.username, conn.password_encrypted, conn.auth_type, conn.access)
 
 
 async def fold_category(conn: Conn, category: CategoryState) -> bool:
@@ -63,6 +64,10 @@ async def fold_space(conn: Conn, space: SpaceState) -> bool:
     if old is None or (old.exchange_resource, old.paired_at, old.name) != (
             space.exchange_resource, space.paired_at, space.name):
         await mark_space_dirty(conn, space.space_id)
+    elif space.exchange_resource is not None:  # 'Save & Test' again: failed slots get another try
+        await conn.execute(
+            _MARK_DIRTY + " WHERE (source, booking_id) IN (SELECT DISTINCT source, booking_id FROM slots"
+            "  WHERE space_id = $1 AND state = 'failed')", space.space_id)
     return True
 
 

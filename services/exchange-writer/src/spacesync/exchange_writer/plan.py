@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from spacesync.common.events.booking import BookingSlot, BookingState
 from spacesync.common.events.sync import SlotSyncState
 from spacesync.common.exchange import Appointment, ItemRef
+
+# Bookings changed shortly before the pairing are pushed too: booking-service stamps updated_at at the start of
+# its transaction, so one that committed just after the pairing can carry an earlier time.
+PAIRING_GRACE = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -59,7 +63,7 @@ def wanted(booking: BookingState, slot: BookingSlot, space: SpacePairing | None,
         return False
     if record is not None and (record.item is not None or record.create_intent is not None):
         return True
-    if booking.updated_at >= space.paired_at:
+    if booking.updated_at >= space.paired_at - PAIRING_GRACE:
         return True
     requested = space.import_requested_at
     return requested is not None and requested >= space.paired_at and slot.end > requested
@@ -100,6 +104,9 @@ def plan(record: SlotRecord | None, target: Target | None) -> list[Action]:
             return [Action(Step.DELETE, record.mailbox, record.location_id)]
         if record.create_intent is not None:
             return [Action(Step.DELETE_STAMPED, record.create_intent, record.location_id)]
+        if record.state is SlotSyncState.PENDING and record.mailbox is not None:
+            # A transient failure mid-way (an answer lost, an adopted item not yet updated): it may be there.
+            return [Action(Step.DELETE_STAMPED, record.mailbox, record.location_id)]
         return [Action(Step.FORGET)]
     create = Action(Step.CREATE, target.mailbox, target.location_id, lookup_first=_may_exist(record))
     if record is None or record.item is None:

@@ -11,11 +11,18 @@ import asyncpg
 
 from spacesync.common.db.pool import Conn
 from spacesync.common.events.booking import BookingState
-from spacesync.common.events.catalog import CategoryState, LocationState, SpaceState
+from spacesync.common.events.catalog import CategoryState, ExchangeConnection, LocationState, SpaceState
 from spacesync.common.events.sync import BookingSyncState, SlotSyncState
 from spacesync.common.exchange import ItemRef
 from spacesync.common.outbox import OutboxEvent, add_to_outbox
 from spacesync.exchange_writer.plan import SlotRecord, SpacePairing
+
+BookingKey = tuple[str, str]
+"""(ce_source, booking id): booking ids are unique per source."""
+
+
+class LeaseLost(Exception):
+    """Another replica holds the booking now (this pass outlived its lease): nothing more is recorded."""
 
 
 @dataclass(frozen=True)
@@ -23,6 +30,10 @@ class Claim:
     source: str
     booking_id: str
     generation: int
+
+    @property
+    def key(self) -> BookingKey:
+        return (self.source, self.booking_id)
 
 
 @dataclass(frozen=True)
@@ -39,22 +50,42 @@ class BookingWork:
     categories: dict[str, CategoryState]
     sync_sequence: int
     published_fingerprint: str | None
+    retired_connections: dict[str, ExchangeConnection]
+    """Per location: the Exchange connection it had before it was disconnected (for removals)."""
 
-    def booking_slot_space(self, slot_id: str) -> str:
-        return next(s.space_id for s in self.booking.slots if s.slot_id == slot_id)
 
-
-async def claim(conn: Conn, owner: str, limit: int, lease: timedelta) -> list[Claim]:
-    """Leases bookings due for a pass, oldest first; replicas skip each other's rows."""
+async def claim(conn: Conn, owner: str, limit: int, lease: timedelta, *,
+                exclude: list[BookingKey]) -> list[Claim]:
+    """Leases bookings due for a pass, oldest first; replicas skip each other's rows, and this replica's passes
+    in flight (`exclude`) are not claimed twice."""
     rows = await conn.fetch(
         "UPDATE bookings b SET lease_owner = $1, lease_until = now() + $2::interval"
         "  FROM (SELECT source, booking_id FROM bookings"
         "         WHERE generation <> processed_generation AND next_attempt_at <= now()"
         "           AND (lease_until IS NULL OR lease_until < now())"
+        "           AND NOT (source, booking_id) = ANY(SELECT * FROM unnest($4::text[], $5::text[]))"
         "         ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED) due"
         " WHERE b.source = due.source AND b.booking_id = due.booking_id"
-        " RETURNING b.source, b.booking_id, b.generation", owner, lease, limit)
+        " RETURNING b.source, b.booking_id, b.generation",
+        owner, lease, limit, [k[0] for k in exclude], [k[1] for k in exclude])
     return [Claim(r["source"], r["booking_id"], r["generation"]) for r in rows]
+
+
+async def renew_leases(conn: Conn, owner: str, keys: list[BookingKey], lease: timedelta) -> None:
+    await conn.execute(
+        "UPDATE bookings SET lease_until = now() + $2::interval WHERE lease_owner = $1"
+        " AND (source, booking_id) = ANY(SELECT * FROM unnest($3::text[], $4::text[]))",
+        owner, lease, [k[0] for k in keys], [k[1] for k in keys])
+
+
+async def hold_lease(conn: Conn, work: Claim, owner: str) -> None:
+    """Inside a transaction: locks the booking row while this replica still holds its lease; else LeaseLost.
+    Fences every record a pass writes, so a pass that outlived its lease cannot overwrite its successor's."""
+    held = await conn.fetchval(
+        "SELECT true FROM bookings WHERE source = $1 AND booking_id = $2 AND lease_owner = $3"
+        " AND lease_until > now() FOR UPDATE", work.source, work.booking_id, owner)
+    if not held:
+        raise LeaseLost(f"{work.source} {work.booking_id}")
 
 
 async def release_leases(conn: Conn, owner: str) -> int:
@@ -76,13 +107,16 @@ async def load(conn: Conn, work: Claim) -> BookingWork:
     spaces = {r["space_id"]: _pairing(r) for r in space_rows}
     location_ids = {s.location_id for s in spaces.values()} | {r["location_id"] for r in slot_rows
                                                                  if r["location_id"]}
-    locations = {r["location_id"]: LocationState.model_validate(r["state"]) for r in await conn.fetch(
-        "SELECT state, location_id FROM locations WHERE location_id = ANY($1::text[])", list(location_ids))}
+    location_rows = await conn.fetch("SELECT * FROM locations WHERE location_id = ANY($1::text[])",
+                                     list(location_ids))
+    locations = {r["location_id"]: LocationState.model_validate(r["state"]) for r in location_rows}
+    retired = {r["location_id"]: ExchangeConnection.model_validate(r["retired_exchange"]) for r in location_rows
+               if r["retired_exchange"] is not None}
     categories = {r["category_id"]: CategoryState.model_validate(r["state"]) for r in await conn.fetch(
         "SELECT state, category_id FROM categories WHERE category_id = ANY($1::text[])",
         list({s.category_id for s in spaces.values()}))}
     return BookingWork(work, booking, row["event_time"], records, {r["slot_id"]: r["space_id"] for r in slot_rows},
-                       spaces, locations, categories, row["sync_sequence"], row["published_fingerprint"])
+                       spaces, locations, categories, row["sync_sequence"], row["published_fingerprint"], retired)
 
 
 def _record(row: asyncpg.Record) -> SlotRecord:

@@ -140,6 +140,13 @@ class ExchangeConnection(BaseModel):
         default=None, description="When the option was last turned on: only meetings first seen later get names")
     verified_at: UtcDatetime | None = Field(default=None, description="Last successful connection test")
 
+    # What a connection test proves: a change of any of these needs a new test (and new cached credentials).
+    CONNECTION_FIELDS: ClassVar[tuple[str, ...]] = ("server", "username", "password_encrypted", "auth_type",
+                                                    "access")
+
+    def same_connection(self, other: "ExchangeConnection | None") -> bool:
+        return other is not None and all(getattr(self, f) == getattr(other, f) for f in self.CONNECTION_FIELDS)
+
 
 class LocationState(BaseModel):
     """Data of location.upserted."""

@@ -14,7 +14,9 @@ Id = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whites
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True, pattern=PRINTABLE)]
 PersonName = Annotated[str, StringConstraints(min_length=1, max_length=100, strip_whitespace=True, pattern=PRINTABLE)]
 ExchangeId = Annotated[str, StringConstraints(min_length=1, max_length=1000, pattern=PRINTABLE)]
-Version = Annotated[int, Field(ge=1, description="Per-aggregate version: +1 on every change")]
+# Bounded to what JSON readers hold exactly (2^53 - 1) and Postgres bigint stores: a producer's larger number
+# is refused with a clear reason (the DLQ), not a consumer stuck on it.
+Version = Annotated[int, Field(ge=1, le=2**53 - 1, description="Per-aggregate version: +1 on every change")]
 
 
 def _to_utc(value: datetime) -> datetime:

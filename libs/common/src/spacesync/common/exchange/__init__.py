@@ -2,6 +2,7 @@
 
 from spacesync.common.exchange.gateway import ExchangeGateway, GatewaySettings
 from spacesync.common.exchange.model import (
+    BUSY_STATUSES,
     Appointment,
     CalendarEntry,
     ConnectionProblem,
@@ -15,6 +16,7 @@ from spacesync.common.exchange.model import (
 )
 
 __all__ = [
+    "BUSY_STATUSES",
     "Appointment",
     "CalendarEntry",
     "ConnectionProblem",

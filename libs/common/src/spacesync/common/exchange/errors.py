@@ -190,6 +190,10 @@ def http_problem(call: Call, error: HttpFailure) -> ExchangeError:
         return ExchangeError(Problem.ACCESS_DENIED, f"{call.server.endpoint} answered HTTP 403 Forbidden for "
                                                     f"{call.who}: EWS may be disabled for this account "
                                                     f"(EWSEnabled) or blocked by an access policy.")
+    if status == 429:  # a load balancer or proxy in front of Exchange rate-limits
+        return throttled(call, None)
+    if status == 408:
+        return ExchangeError(Problem.TIMEOUT, f"{where} timed out the request (HTTP 408, {call.operation}).")
     if status >= 500:
         return ExchangeError(Problem.SERVER_ERROR, f"Exchange at {where} failed with HTTP {status} "
                                                    f"({call.operation}): {error.excerpt[:120] or 'no details'}")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
+import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -12,6 +14,7 @@ from spacesync.common.events.catalog import ExchangeAccess, ExchangeAuth, Exchan
 from spacesync.common.secrets import SecretBox
 
 EWS_PATH = "/EWS/Exchange.asmx"
+_KEY_SECRET = secrets.token_bytes(32)
 
 
 def service_endpoint(server: str) -> str:
@@ -46,8 +49,9 @@ class ExchangeServer:
     @property
     def key(self) -> str:
         """Identifies server + credentials without revealing the password (safe for logs and dict keys)."""
-        digest = hashlib.sha256(f"{self.endpoint}\0{self.username}\0{self.password}\0{self.auth_type}"
-                                f"\0{self.access}".encode()).hexdigest()[:12]
+        # Keyed with a secret of this process: the digest in a log line is no test for guessed passwords.
+        digest = hmac.new(_KEY_SECRET, f"{self.endpoint}\0{self.username}\0{self.password}\0{self.auth_type}"
+                          f"\0{self.access}".encode(), hashlib.sha256).hexdigest()[:12]
         return f"{self.username}@{urlsplit(self.endpoint).hostname}#{digest}"
 
     @property
@@ -74,6 +78,10 @@ class ItemRef:
 
     item_id: str
     change_key: str
+
+
+# The architecture's rule: these free/busy statuses make a room busy; Free and Tentative leave it open.
+BUSY_STATUSES = frozenset({"Busy", "OOF", "WorkingElsewhere"})
 
 
 @dataclass(frozen=True)

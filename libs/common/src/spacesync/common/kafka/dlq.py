@@ -1,8 +1,9 @@
 """Dead-letter queue: an event that can never be processed goes to `<topic>.dlq`, and the consumer goes on.
 
-Invalid events (InvalidEvent: bad CloudEvents headers, unknown type, payload that fails its contract)
-are copied to the DLQ with the reason in headers, counted, and acknowledged. Any other error is
-treated as transient: the handler is retried after a back-off, and the offset is not committed.
+Invalid events (InvalidEvent: bad CloudEvents headers, unknown type, payload that fails its contract; or
+data PostgreSQL refuses, asyncpg.DataError) are copied to the DLQ with the reason in headers, counted, and
+acknowledged. Any other error is treated as transient: the handler is retried after a back-off, and the
+offset is not committed.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 from aiokafka import ConsumerRecord
 from faststream import BaseMiddleware
 from faststream._internal.basic_types import AsyncFuncAny
@@ -47,6 +49,12 @@ class DeadLetterMiddleware(BaseMiddleware):
             result = await call_next(msg)
         except InvalidEvent as invalid:
             await self._dead_letter(record, invalid.reason, str(group))
+            self._failures.pop(key, None)
+            return None
+        except asyncpg.DataError as refused:
+            # PostgreSQL refuses this event's values (out of range, invalid text): retrying gives the same answer
+            # and would hold up the partition for good.
+            await self._dead_letter(record, f"the database refused the event's data: {refused}", str(group))
             self._failures.pop(key, None)
             return None
         except Exception:
