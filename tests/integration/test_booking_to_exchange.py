@@ -11,12 +11,14 @@ from typing import Any
 import pytest
 from booking_helpers import ADMIN, SECRET_KEY, Room, Service, at, booking, make_room, service_settings, slot
 from exchangelib import close_connections
-from writer_helpers import writer_settings
+from fastapi import FastAPI
+from writer_helpers import writer_settings, writer_settled
 
 from spacesync.booking_service.app import create_app as booking_app
 from spacesync.common.settings import KafkaSettings
 from spacesync.exchange_simulator.embedded import EmbeddedSimulator
 from spacesync.exchange_writer.app import create_app as writer_app
+from spacesync.exchange_writer.settings import WriterSettings
 from spacesync.testing import run_app, wait_until
 from spacesync.testing.exchange import PASSWORD, WRITER, SimulatorAdmin, room, rooms_seed
 
@@ -26,6 +28,8 @@ class Stack:
     service: Service
     sim: EmbeddedSimulator
     admin: SimulatorAdmin
+    writer: FastAPI
+    writer_settings: WriterSettings
 
     @property
     def http(self) -> Any:
@@ -44,12 +48,14 @@ async def stack(postgres_dsn: str, kafka_settings: Callable[[], KafkaSettings],
                 simulator: EmbeddedSimulator) -> AsyncIterator[Stack]:
     kafka = kafka_settings()
     booking_settings = service_settings(postgres_dsn, kafka)
-    bookings, writer = booking_app(booking_settings), writer_app(writer_settings(postgres_dsn, kafka, SECRET_KEY))
+    # No grace: the import test pairs right after booking, and those bookings must wait for the import.
+    writer_config = writer_settings(postgres_dsn, kafka, SECRET_KEY).model_copy(update={"pairing_grace_seconds": 0})
+    bookings, writer = booking_app(booking_settings), writer_app(writer_config)
     admin = SimulatorAdmin(simulator)
     async with run_app(bookings) as running, run_app(writer):
         await wait_until(lambda: bookings.state.relay.is_leader and writer.state.relay.is_leader, timeout=60,
                          message="both services connected to Kafka")
-        yield Stack(Service(running, booking_settings), simulator, admin)
+        yield Stack(Service(running, booking_settings), simulator, admin, writer, writer_config)
     await admin.close()
 
 
@@ -140,3 +146,44 @@ async def test_a_space_that_is_not_paired_gets_nothing(stack: Stack) -> None:
     details = (await stack.http.get(f"/v1/bookings/{lonely.json()['id']}")).json()
     assert details["slots"][0]["exchange"]["sync_id"] is None
     assert len(await stack.admin.items(room(4))) == 1
+
+
+async def test_import_dry_run_then_run_pushes_the_existing_bookings_once(stack: Stack) -> None:
+    mailbox = room(6)
+    made_room = await make_room(stack.service)
+    existing = []
+    for hour in (9, 11, 15):
+        created = await stack.http.post("/v1/bookings", json=booking(slot(made_room.space_id, at(6, hour), 60)))
+        assert created.status_code == 201, created.text
+        existing.append(created.json()["id"])
+    connected = await stack.http.put(f"/v1/admin/locations/{made_room.location_id}/exchange", headers=ADMIN,
+                                     json={"server": stack.sim.ews_url, "username": WRITER, "password": PASSWORD})
+    assert connected.status_code == 200, connected.text
+    paired = await stack.http.put(f"/v1/admin/spaces/{made_room.space_id}/exchange", headers=ADMIN,
+                                  json={"resource": mailbox})
+    assert paired.status_code == 200, paired.text
+    import_url = f"/v1/admin/spaces/{made_room.space_id}/exchange/import"
+
+    preview = (await stack.http.post(import_url, params={"dry_run": "true"}, headers=ADMIN)).json()
+    assert (preview["would_create"], preview["already_there"]) == (3, 0), preview
+    assert await stack.admin.items(mailbox) == [], "bookings from before the pairing wait for the import"
+
+    started = await stack.http.post(import_url, params={"dry_run": "false"}, headers=ADMIN)
+    assert started.status_code == 202, started.text
+    for booking_id in existing:
+        await details_when(stack, booking_id, "synced", 1)
+    assert len(await stack.admin.items(mailbox)) == 3
+
+    again = (await stack.http.post(import_url, params={"dry_run": "true"}, headers=ADMIN)).json()
+    assert (again["would_create"], again["already_there"]) == (0, 3), again
+    rerun = await stack.http.post(import_url, params={"dry_run": "false"}, headers=ADMIN)
+    assert rerun.status_code == 202, rerun.text
+    await wait_until(lambda: stack.service.running.app.state.relay.is_leader, message="relay")
+    await wait_until(lambda: _outbox_empty(stack), message="the import request published")
+    await writer_settled(stack.writer, stack.writer_settings)
+    assert len(await stack.admin.items(mailbox)) == 3, "running the import again doubles nothing"
+
+
+async def _outbox_empty(stack: Stack) -> bool:
+    async with stack.service.running.app.state.db.acquire() as conn:
+        return bool(await conn.fetchval("SELECT count(*) = 0 FROM outbox WHERE published_at IS NULL"))

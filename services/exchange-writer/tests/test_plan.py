@@ -46,8 +46,9 @@ class TestWanted:
         assert wanted(b, b.slots[0], pairing(), None)
 
     def test_a_booking_committed_just_after_the_pairing_with_an_earlier_time_is_pushed(self) -> None:
-        b = booking(updated=T0 - timedelta(minutes=1))
+        b = booking(updated=T0 - timedelta(seconds=2))
         assert wanted(b, b.slots[0], pairing(), None)
+        assert not wanted(b, b.slots[0], pairing(), None, grace=timedelta(0))
 
     def test_an_older_booking_waits_for_the_import(self) -> None:
         b = booking(updated=T0 - timedelta(days=1))

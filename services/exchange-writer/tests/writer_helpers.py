@@ -96,32 +96,7 @@ class Writer:
         return Place(location, category, space)
 
     async def settled(self, timeout: float = 30.0) -> None:
-        """Waits until the writer committed every record now on booking.events and catalog.events and has no
-        booking left to pass: what it will ever do about them is done (so an absence can be asserted)."""
-        kafka = self.settings.kafka
-        topics = [kafka.topic(Topic.BOOKING_EVENTS.value), kafka.topic(Topic.CATALOG_EVENTS.value)]
-        admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
-        ends_reader = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap_servers)
-        await admin.start()
-        await ends_reader.start()
-        try:
-            partitions = [TopicPartition(t, p) for t in topics for p in range(kafka.topic_partitions)]
-            ends = await ends_reader.end_offsets(partitions)
-
-            async def committed() -> bool:
-                offsets = await admin.list_consumer_group_offsets(self.settings.consumer_group)
-                return all(end == 0 or (tp in offsets and offsets[tp].offset >= end) for tp, end in ends.items())
-
-            await wait_until(committed, timeout=timeout, message="writer consumed every event")
-        finally:
-            await ends_reader.stop()
-            await admin.close()
-
-        async def idle() -> bool:
-            async with self.running.app.state.db.acquire() as conn:
-                return await sync_store.count_due(conn) == 0
-
-        await wait_until(idle, timeout=timeout, message="writer has no booking left to pass")
+        await writer_settled(self.running.app, self.settings, timeout)
 
     def sync_events(self, booking_id: str) -> list[Record]:
         topic = self.settings.kafka.topic(Topic.EXCHANGE_SYNC.value)
@@ -170,3 +145,32 @@ def changed(previous: BookingState, *slots: tuple[str, datetime, int], **extra: 
     """The next version of a booking: same id and slot ids, new slots/status."""
     return booking(*slots, version=previous.version + 1, booking_id=previous.booking_id,
                    slot_ids=[s.slot_id for s in previous.slots], nickname=previous.public_nickname, **extra)
+
+
+async def writer_settled(app: Any, settings: WriterSettings, timeout: float = 30.0) -> None:
+    """Waits until the writer committed every record now on booking.events and catalog.events and has no booking
+    left to pass: what it will ever do about them is done (so an absence can be asserted)."""
+    kafka = settings.kafka
+    topics = [kafka.topic(Topic.BOOKING_EVENTS.value), kafka.topic(Topic.CATALOG_EVENTS.value)]
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
+    ends_reader = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap_servers)
+    await admin.start()
+    await ends_reader.start()
+    try:
+        partitions = [TopicPartition(t, p) for t in topics for p in range(kafka.topic_partitions)]
+        ends = await ends_reader.end_offsets(partitions)
+
+        async def committed() -> bool:
+            offsets = await admin.list_consumer_group_offsets(settings.consumer_group)
+            return all(end == 0 or (tp in offsets and offsets[tp].offset >= end) for tp, end in ends.items())
+
+        await wait_until(committed, timeout=timeout, message="writer consumed every event")
+    finally:
+        await ends_reader.stop()
+        await admin.close()
+
+    async def idle() -> bool:
+        async with app.state.db.acquire() as conn:
+            return await sync_store.count_due(conn) == 0
+
+    await wait_until(idle, timeout=timeout, message="writer has no booking left to pass")

@@ -29,8 +29,9 @@ REMOVAL = frozenset({Step.DELETE, Step.DELETE_STAMPED})
 
 class BookingPass:
     def __init__(self, db: Database, gateway: ExchangeGateway, secrets: SecretBox, owner: str,
-                 clock: Callable[[], datetime]) -> None:
+                 clock: Callable[[], datetime], pairing_grace: timedelta) -> None:
         self._db = db
+        self._pairing_grace = pairing_grace
         self._steps = ExchangeSteps(db, gateway, owner)
         self._secrets = secrets
         self._owner = owner
@@ -73,8 +74,8 @@ class BookingPass:
     def _target(self, work: sync_store.BookingWork, slot_id: str) -> Target | None:
         slot = next(s for s in work.booking.slots if s.slot_id == slot_id)
         space = work.spaces.get(slot.space_id)
-        if space is None or space.resource is None or not wanted(work.booking, slot, space,
-                                                                 work.records.get(slot_id)):
+        if space is None or space.resource is None or not wanted(
+                work.booking, slot, space, work.records.get(slot_id), grace=self._pairing_grace):
             return None
         location = work.locations.get(space.location_id)
         rule = location.exchange.title_rule if location and location.exchange else TitleRule.PATRON_NAME

@@ -20,6 +20,7 @@ from spacesync.common.exchange import ExchangeGateway
 from spacesync.common.secrets import SecretBox
 from spacesync.exchange_writer import sync_store
 from spacesync.exchange_writer.booking_pass import BookingPass
+from spacesync.exchange_writer.plan import PAIRING_GRACE
 
 log = logging.getLogger(__name__)
 PASS_FAILURE_DELAY = timedelta(seconds=5)
@@ -32,6 +33,7 @@ class EngineSettings:
     lease: timedelta = timedelta(minutes=2)
     poll_interval: float = 0.5
     shutdown_grace: float = 20.0
+    pairing_grace: timedelta = PAIRING_GRACE
 
 
 class SyncEngine:
@@ -42,7 +44,7 @@ class SyncEngine:
         self._settings = settings
         self._clock = clock
         self._owner = settings.instance_id
-        self._pass = BookingPass(db, gateway, secrets, self._owner, clock)
+        self._pass = BookingPass(db, gateway, secrets, self._owner, clock, settings.pairing_grace)
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._in_flight: dict[sync_store.BookingKey, asyncio.Task[None]] = {}

@@ -11,9 +11,9 @@ from spacesync.common.events.booking import BookingSlot, BookingState
 from spacesync.common.events.sync import SlotSyncState
 from spacesync.common.exchange import Appointment, ItemRef
 
-# Bookings changed shortly before the pairing are pushed too: booking-service stamps updated_at at the start of
-# its transaction, so one that committed just after the pairing can carry an earlier time.
-PAIRING_GRACE = timedelta(minutes=5)
+# Bookings changed just before the pairing are pushed too: booking-service stamps updated_at at the start of its
+# transaction, so one that committed just after the pairing can carry a slightly earlier time.
+PAIRING_GRACE = timedelta(seconds=5)
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,8 @@ class Target:
     fingerprint: str
 
 
-def wanted(booking: BookingState, slot: BookingSlot, space: SpacePairing | None, record: SlotRecord | None) -> bool:
+def wanted(booking: BookingState, slot: BookingSlot, space: SpacePairing | None, record: SlotRecord | None, *,
+           grace: timedelta = PAIRING_GRACE) -> bool:
     """Whether the slot belongs in its space's resource calendar.
 
     Only bookings made or changed since the space was paired are pushed; older ones only through 'Run the
@@ -63,7 +64,7 @@ def wanted(booking: BookingState, slot: BookingSlot, space: SpacePairing | None,
         return False
     if record is not None and (record.item is not None or record.create_intent is not None):
         return True
-    if booking.updated_at >= space.paired_at - PAIRING_GRACE:
+    if booking.updated_at >= space.paired_at - grace:
         return True
     requested = space.import_requested_at
     return requested is not None and requested >= space.paired_at and slot.end > requested

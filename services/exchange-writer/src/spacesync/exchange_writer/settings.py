@@ -21,6 +21,8 @@ class WriterSettings(ServiceSettings):
         description="Stable across restarts of one replica (the pod name): a restarted writer takes back its own "
                     "leases at once instead of waiting for them to expire")
     lease_seconds: float = Field(default=120.0, gt=0, description="A pass not finished by then is taken over")
+    pairing_grace_seconds: float = Field(
+        default=5.0, ge=0, description="Bookings changed this long before a pairing are pushed without the import")
     poll_interval_seconds: float = Field(default=0.5, gt=0, description="Looks for due retries this often")
     outbox_batch_size: int = 500
     outbox_poll_interval_seconds: float = 1.0
