@@ -32,13 +32,18 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class ExchangeConnections:
+class ExchangeAdmin:
+    """What the Outlook/Exchange admin use cases share: the database, the gateway, the key box, the clock."""
+
     def __init__(self, db: Database, gateway: ExchangeGateway, secrets: SecretBox,
                  clock: Callable[[], datetime] = utc_now) -> None:
         self._db = db
         self._gateway = gateway
         self._secrets = secrets
         self._clock = clock
+
+
+class ExchangeConnections(ExchangeAdmin):
 
     async def save(self, location_id: UUID, request: ExchangeSettingsIn) -> ExchangeConnected:
         async with self._db.acquire() as conn:

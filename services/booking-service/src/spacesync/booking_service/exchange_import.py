@@ -5,32 +5,22 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
 from datetime import datetime
 from uuid import UUID
 
 from spacesync.booking_service import exchange_store as store
 from spacesync.booking_service.api.models import ImportAnswer, ImportCollision
-from spacesync.booking_service.exchange_admin import utc_now
+from spacesync.booking_service.exchange_admin import ExchangeAdmin
 from spacesync.booking_service.exchange_errors import Conflict, ExchangeUnavailable
 from spacesync.booking_service.exchange_pairing import connected_space, server_for
 from spacesync.booking_service.import_plan import ImportPlan, plan_import
-from spacesync.common.db import Database
 from spacesync.common.events.catalog import ImportRequest
-from spacesync.common.exchange import CalendarEntry, ExchangeError, ExchangeGateway
-from spacesync.common.secrets import SecretBox
+from spacesync.common.exchange import CalendarEntry, ExchangeError
 
 log = logging.getLogger(__name__)
 
 
-class ExchangeImport:
-    def __init__(self, db: Database, gateway: ExchangeGateway, secrets: SecretBox,
-                 clock: Callable[[], datetime] = utc_now) -> None:
-        self._db = db
-        self._gateway = gateway
-        self._secrets = secrets
-        self._clock = clock
-
+class ExchangeImport(ExchangeAdmin):
     async def run(self, space_id: UUID, *, dry_run: bool) -> ImportAnswer:
         space, location, connection = await connected_space(self._db, space_id)
         resource: str | None = space["exchange_resource"]

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from datetime import datetime
 from uuid import UUID
 
 import asyncpg
@@ -17,24 +15,17 @@ from spacesync.booking_service.api.models import (
     SyncSummary,
 )
 from spacesync.booking_service.catalog_store import exchange_connection
-from spacesync.booking_service.exchange_admin import CHECKS, utc_now
+from spacesync.booking_service.exchange_admin import CHECKS, ExchangeAdmin
 from spacesync.booking_service.exchange_errors import CheckFailed, Conflict, NotFound
 from spacesync.common.db import Database
 from spacesync.common.events.catalog import ExchangeConnection
-from spacesync.common.exchange import ExchangeError, ExchangeGateway, ExchangeServer
+from spacesync.common.exchange import ExchangeError, ExchangeServer
 from spacesync.common.secrets import SecretBox, SecretError
 
 log = logging.getLogger(__name__)
 
 
-class ExchangePairing:
-    def __init__(self, db: Database, gateway: ExchangeGateway, secrets: SecretBox,
-                 clock: Callable[[], datetime] = utc_now) -> None:
-        self._db = db
-        self._gateway = gateway
-        self._secrets = secrets
-        self._clock = clock
-
+class ExchangePairing(ExchangeAdmin):
     async def pair(self, space_id: UUID, resource: str) -> Paired:
         space, location, connection = await connected_space(self._db, space_id)
         async with self._db.acquire() as conn:
