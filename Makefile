@@ -47,6 +47,7 @@ contracts: setup ## regenerate contracts/ (JSON Schema per event type, AsyncAPI)
 bench: setup ## benchmarks (print numbers; start the infrastructure first when needed)
 	@$(UV) run python bench/booking_throughput.py $(BENCH_ARGS)
 	@$(UV) run python bench/ews_simulator.py $(EWS_BENCH_ARGS)
+	@$(UV) run python bench/exchange_writer.py $(WRITER_BENCH_ARGS)
 
 .PHONY: infra-up infra-down infra-status
 infra-up: ## start the local Kafka and PostgreSQL (processes, 127.0.0.1)
