@@ -11,7 +11,14 @@ import orjson
 from pydantic import BaseModel
 
 from spacesync.common.events import CloudEvent, LocationState, Topic
-from spacesync.common.kafka import DLQ_EVENTS, create_broker, dlq_topic, ensure_topics, subscribe_events
+from spacesync.common.kafka import (
+    DLQ_EVENTS,
+    create_broker,
+    dlq_topic,
+    ensure_topics,
+    subscribe_event_batches,
+    subscribe_events,
+)
 from spacesync.common.settings import KafkaSettings
 from spacesync.testing import KafkaReader, wait_until
 from spacesync.testing.kafka import produce
@@ -84,3 +91,37 @@ async def test_invalid_events_land_in_the_dlq_with_a_reason_and_valid_ones_are_h
         assert record.value == value  # the original bytes, so nothing is lost
     assert DLQ_EVENTS.labels(topic, group)._value.get() - dlq_before == len(bad_records)
     assert handled.count("flaky") == 1  # a transient error is retried, not dead-lettered
+
+
+async def test_batches_dead_letter_single_records_and_hand_the_rest_over_in_order(
+    kafka_settings: Callable[[], KafkaSettings],
+) -> None:
+    settings = kafka_settings()
+    await ensure_topics(settings)
+    topic = settings.topic(Topic.CATALOG_EVENTS.value)
+    batches: list[list[str]] = []
+
+    async def handler(events: list[tuple[CloudEvent, BaseModel]]) -> None:
+        ids = [data.location_id for _, data in events if isinstance(data, LocationState)]
+        if "refused" in ids:  # the whole batch fails as one transaction would; single events are retried
+            raise asyncpg.exceptions.NumericValueOutOfRangeError("value out of int32 range")
+        batches.append(ids)
+
+    broker = create_broker(settings, service="test")
+    group = f"g-{uuid.uuid4().hex[:6]}"
+    subscribe_event_batches(broker, settings, Topic.CATALOG_EVENTS, group_id=group, handler=handler)
+    names = ["a", "b", "refused", "c"]
+    async with KafkaReader(settings.bootstrap_servers, dlq_topic(topic)) as dlq:
+        for name in names:  # one key: one partition, so the order is Kafka's
+            headers, value = location_event(name)
+            await produce(settings.bootstrap_servers, topic, value, key=b"same", headers=headers)
+        await produce(settings.bootstrap_servers, topic, b"{broken", key=b"same", headers=headers)
+        await broker.start()
+        try:
+            dead = await dlq.wait_for(lambda r: True, count=2)
+            await wait_until(lambda: [i for b in batches for i in b] == ["a", "b", "c"], message="valid ones")
+        finally:
+            await broker.stop()
+    reasons = sorted(r.headers["dlq_reason"] for r in dead)
+    assert reasons[0].startswith("the database refused the event's data")
+    assert reasons[1].startswith("value is not JSON")

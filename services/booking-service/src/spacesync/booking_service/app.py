@@ -25,7 +25,7 @@ from spacesync.common.events import Topic
 from spacesync.common.exchange import ExchangeGateway
 from spacesync.common.http import HealthChecks, health_router, install_problem_handlers
 from spacesync.common.http.metrics import instrument_http
-from spacesync.common.kafka import BrokerConnection, BrokerSender, create_broker, subscribe_events
+from spacesync.common.kafka import BrokerConnection, BrokerSender, create_broker, subscribe_event_batches
 from spacesync.common.loop_lag import watch_event_loop
 from spacesync.common.outbox import OutboxRelay
 from spacesync.common.secrets import SecretBox
@@ -43,9 +43,9 @@ def create_app(settings: BookingServiceSettings) -> FastAPI:
     bookings = BookingService(db)
     secrets = SecretBox(settings.secret_keys)  # a bad key stops the service here, naming the variable
     gateway = ExchangeGateway(settings.exchange)
-    subscribe_events(broker, settings.kafka, Topic.EXCHANGE_SYNC, group_id=settings.consumer_group,
-                     handler=SyncFold(db, settings.event_source),
-                     description="Outlook/Exchange Sync IDs reported by the exchange-writer")
+    subscribe_event_batches(broker, settings.kafka, Topic.EXCHANGE_SYNC, group_id=settings.consumer_group,
+                            handler=SyncFold(db, settings.event_source),
+                            description="Outlook/Exchange Sync IDs reported by the exchange-writer")
     kafka = BrokerConnection(broker, settings.kafka, create_topics=settings.create_topics)
     relay = OutboxRelay(dsn=dsn, schema=settings.schema_name, sender=BrokerSender(broker),
                         source=settings.event_source, topic_name=settings.kafka.topic,

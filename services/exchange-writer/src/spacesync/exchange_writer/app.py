@@ -15,7 +15,7 @@ from spacesync.common.db import Database, migrate_service
 from spacesync.common.events import Topic
 from spacesync.common.exchange import ExchangeGateway
 from spacesync.common.http import HealthChecks, health_router, install_problem_handlers
-from spacesync.common.kafka import BrokerConnection, BrokerSender, create_broker, subscribe_events
+from spacesync.common.kafka import BrokerConnection, BrokerSender, create_broker, subscribe_event_batches
 from spacesync.common.loop_lag import watch_event_loop
 from spacesync.common.outbox import OutboxRelay
 from spacesync.common.secrets import SecretBox
@@ -42,12 +42,12 @@ def create_app(settings: WriterSettings) -> FastAPI:
         pairing_grace=timedelta(seconds=settings.pairing_grace_seconds)))
     broker = create_broker(settings.kafka, service=SERVICE)
     # Catalog first in the same group: both are folded into Postgres, the engine works from there.
-    subscribe_events(broker, settings.kafka, Topic.CATALOG_EVENTS, group_id=settings.consumer_group,
-                     handler=CatalogFold(db, engine.wake, gateway, secrets),
-                     description="Locations' Exchange settings, spaces' pairings, import requests")
-    subscribe_events(broker, settings.kafka, Topic.BOOKING_EVENTS, group_id=settings.consumer_group,
-                     handler=BookingFold(db, engine.wake),
-                     description="Bookings of every source, written to the paired resource calendars")
+    subscribe_event_batches(broker, settings.kafka, Topic.CATALOG_EVENTS, group_id=settings.consumer_group,
+                            handler=CatalogFold(db, engine.wake, gateway, secrets),
+                            description="Locations' Exchange settings, spaces' pairings, import requests")
+    subscribe_event_batches(broker, settings.kafka, Topic.BOOKING_EVENTS, group_id=settings.consumer_group,
+                            handler=BookingFold(db, engine.wake),
+                            description="Bookings of every source, written to the paired resource calendars")
     kafka = BrokerConnection(broker, settings.kafka, create_topics=settings.create_topics)
     relay = OutboxRelay(dsn=dsn, schema=settings.schema_name, sender=BrokerSender(broker),
                         source=settings.event_source, topic_name=settings.kafka.topic,

@@ -15,15 +15,21 @@ from spacesync.common.events.catalog import CategoryState, ExchangeConnection, L
 _MARK_DIRTY = "UPDATE bookings SET generation = generation + 1, next_attempt_at = now()"
 
 
-async def fold_booking(conn: Conn, source: str, booking: BookingState, event_time: datetime) -> bool:
-    """Stores a newer version of a booking; True when it was newer (the booking then needs a pass)."""
-    applied = await conn.fetchval(
-        "INSERT INTO bookings (source, booking_id, version, state, event_time) VALUES ($1, $2, $3, $4, $5)"
+async def fold_bookings(conn: Conn, bookings: list[tuple[str, BookingState, datetime]]) -> int:
+    """Stores the bookings (source, state, event time; one per booking) that are newer than what is stored;
+    each stored one needs a pass. Returns how many were newer."""
+    rows = await conn.fetch(
+        "INSERT INTO bookings (source, booking_id, version, state, event_time)"
+        " SELECT source, booking_id, version, state::jsonb, event_time"
+        "   FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::timestamptz[])"
+        "        AS b(source, booking_id, version, state, event_time)"
         " ON CONFLICT (source, booking_id) DO UPDATE SET version = EXCLUDED.version, state = EXCLUDED.state,"
         "   event_time = EXCLUDED.event_time, generation = bookings.generation + 1, next_attempt_at = now()"
         " WHERE bookings.version < EXCLUDED.version RETURNING true",
-        source, booking.booking_id, booking.version, booking.model_dump(mode="json"), event_time)
-    return bool(applied)
+        [source for source, _, _ in bookings], [b.booking_id for _, b, _ in bookings],
+        [b.version for _, b, _ in bookings], [b.model_dump_json() for _, b, _ in bookings],
+        [at for _, _, at in bookings])
+    return len(rows)
 
 
 async def fold_location(conn: Conn, location: LocationState) -> ExchangeConnection | None:

@@ -6,6 +6,7 @@ import copy
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import asyncpg
 from aiokafka import ConsumerRecord
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
@@ -13,11 +14,16 @@ from faststream.kafka.annotations import KafkaMessage
 from faststream.message import StreamMessage
 from pydantic import BaseModel
 
-from spacesync.common.events.cloudevents import CloudEvent
+from spacesync.common.events.cloudevents import CloudEvent, InvalidEvent
 from spacesync.common.events.registry import Topic, parse_event
+from spacesync.common.kafka.dlq import dead_letter, refusal_reason
 from spacesync.common.settings import KafkaSettings
 
 EventHandler = Callable[[CloudEvent, BaseModel], Awaitable[None]]
+BatchHandler = Callable[[list[tuple[CloudEvent, BaseModel]]], Awaitable[None]]
+
+# How long an idle batch consumer waits for records (FastStream then sleeps as long again): the latency floor.
+BATCH_WAIT_MS = 20
 
 
 def subscribe_events(
@@ -50,6 +56,69 @@ def subscribe_events(
         parser=_tolerant_parser,  # a broken header reaches our validation (and the DLQ), not FastStream's parser
         decoder=_raw_body,  # we validate the bytes ourselves, so a broken body is a DLQ reason, not a crash
     )(consume)
+
+
+def subscribe_event_batches(
+    broker: KafkaBroker,
+    settings: KafkaSettings,
+    topic: Topic,
+    *,
+    group_id: str,
+    handler: BatchHandler,
+    max_records: int = 500,
+    description: str = "",
+) -> None:
+    """Like subscribe_events, for handlers that take what Kafka has in one go (one transaction, one offset
+    commit per batch instead of per event). Invalid records go to the DLQ one by one; the valid ones reach the
+    handler in offset order; a batch the database refuses is retried event by event to find the refused one."""
+
+    async def consume(message: KafkaMessage) -> None:
+        records: tuple[ConsumerRecord[Any, Any], ...] = message.raw_message
+        valid: list[tuple[ConsumerRecord[Any, Any], CloudEvent, BaseModel]] = []
+        for record in records:
+            try:
+                valid.append((record, *parse_event(record.headers, record.value, topic=topic)))
+            except InvalidEvent as invalid:
+                await dead_letter(broker, record, invalid.reason, group_id)
+        if not valid:
+            return
+        try:
+            await handler([(event, data) for _, event, data in valid])
+        except asyncpg.DataError:
+            for record, event, data in valid:
+                try:
+                    await handler([(event, data)])
+                except asyncpg.DataError as refused:
+                    await dead_letter(broker, record, refusal_reason(refused), group_id)
+
+    consume.__name__ = f"consume_{topic.value.replace('.', '_')}_batches"
+    broker.subscriber(
+        settings.topic(topic.value),
+        group_id=group_id,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        batch=True,
+        max_records=max_records,
+        batch_timeout_ms=BATCH_WAIT_MS,
+        description=description or f"CloudEvents on {topic.value}, in batches",
+        parser=_tolerant_batch_parser,
+        decoder=_raw_body,
+    )(consume)
+
+
+async def _tolerant_batch_parser(
+    records: tuple[ConsumerRecord[Any, Any], ...],
+    original: Callable[[tuple[ConsumerRecord[Any, Any], ...]], Awaitable[StreamMessage[Any]]],
+) -> StreamMessage[Any]:
+    """The batch version of _tolerant_parser: FastStream sees cleaned copies, the message keeps the records."""
+    clean = []
+    for record in records:
+        copy_ = copy.copy(record)
+        copy_.headers = [(name, value if _utf8(value) else b"") for name, value in record.headers]
+        clean.append(copy_)
+    message = await original(tuple(clean))
+    message.raw_message = records
+    return message
 
 
 async def _tolerant_parser(

@@ -3,7 +3,8 @@
 Invalid events (InvalidEvent: bad CloudEvents headers, unknown type, payload that fails its contract; or
 data PostgreSQL refuses, asyncpg.DataError) are copied to the DLQ with the reason in headers, counted, and
 acknowledged. Any other error is treated as transient: the handler is retried after a back-off, and the
-offset is not committed.
+offset is not committed. Batch subscribers dead-letter single records themselves (`dead_letter`); the
+middleware gives them the same back-off.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import asyncpg
 from aiokafka import ConsumerRecord
 from faststream import BaseMiddleware
 from faststream._internal.basic_types import AsyncFuncAny
+from faststream.kafka import KafkaBroker
 from faststream.message import StreamMessage
 from prometheus_client import Counter
 
@@ -35,26 +37,28 @@ def dlq_topic(topic: str) -> str:
     return f"{topic}.dlq"
 
 
+def refusal_reason(error: asyncpg.DataError) -> str:
+    return f"the database refused the event's data: {error}"
+
+
 class DeadLetterMiddleware(BaseMiddleware):
     # Consecutive transient failures per (topic, group): back off instead of spinning on a dead dependency.
     _failures: dict[tuple[str, str], int] = {}
 
     async def consume_scope(self, call_next: AsyncFuncAny, msg: StreamMessage[Any]) -> Any:
-        record = msg.raw_message
+        raw = msg.raw_message
+        record = raw[0] if isinstance(raw, tuple) and raw else raw
         if not isinstance(record, ConsumerRecord):
             return await call_next(msg)
-        group = getattr(self.context.get("handler_"), "group_id", None) or "-"
-        key = (record.topic, str(group))
+        group = str(getattr(self.context.get("handler_"), "group_id", None) or "-")
+        key = (record.topic, group)
         try:
             result = await call_next(msg)
-        except InvalidEvent as invalid:
-            await self._dead_letter(record, invalid.reason, str(group))
-            self._failures.pop(key, None)
-            return None
-        except asyncpg.DataError as refused:
-            # PostgreSQL refuses this event's values (out of range, invalid text): retrying gives the same answer
-            # and would hold up the partition for good.
-            await self._dead_letter(record, f"the database refused the event's data: {refused}", str(group))
+        except (InvalidEvent, asyncpg.DataError) as refused:
+            if isinstance(raw, tuple):
+                raise  # a batch handler dead-letters single records itself; this is a bug: retry, loudly
+            reason = refused.reason if isinstance(refused, InvalidEvent) else refusal_reason(refused)
+            await dead_letter(self.context.get("broker"), record, reason, group)
             self._failures.pop(key, None)
             return None
         except Exception:
@@ -64,26 +68,26 @@ class DeadLetterMiddleware(BaseMiddleware):
             delay = min(MAX_BACKOFF_SECONDS, 0.2 * 2 ** min(failures, 10))
             log.exception("event handler failed; retrying", extra={
                 "topic": record.topic, "partition": record.partition, "offset": record.offset,
-                "retry_in_seconds": delay})
+                "records": len(raw) if isinstance(raw, tuple) else 1, "retry_in_seconds": delay})
             await asyncio.sleep(delay)
             raise
         self._failures.pop(key, None)
         return result
 
-    async def _dead_letter(self, record: ConsumerRecord[Any, Any], reason: str, group: str) -> None:
-        broker = self.context.get("broker")
-        # The original headers as text (a value that is not UTF-8 keeps its characters as replacements).
-        headers = {k: (v or b"").decode("utf-8", "replace") for k, v in record.headers}
-        headers.update({
-            "dlq_reason": reason[:2000],
-            "dlq_source_topic": record.topic,
-            "dlq_source_partition": str(record.partition),
-            "dlq_source_offset": str(record.offset),
-            "dlq_consumer_group": group,
-            "dlq_failed_at": datetime.now(UTC).isoformat(),
-        })
-        await broker.publish(record.value or b"", dlq_topic(record.topic), key=record.key, headers=headers)
-        DLQ_EVENTS.labels(record.topic, group).inc()
-        log.warning("invalid event sent to the dead-letter topic", extra={
-            "topic": record.topic, "partition": record.partition, "offset": record.offset,
-            "reason": reason})
+
+async def dead_letter(broker: KafkaBroker, record: ConsumerRecord[Any, Any], reason: str, group: str) -> None:
+    """Copies the record to its topic's DLQ with the reason and where it came from in headers."""
+    # The original headers as text (a value that is not UTF-8 keeps its characters as replacements).
+    headers = {k: (v or b"").decode("utf-8", "replace") for k, v in record.headers}
+    headers.update({
+        "dlq_reason": reason[:2000],
+        "dlq_source_topic": record.topic,
+        "dlq_source_partition": str(record.partition),
+        "dlq_source_offset": str(record.offset),
+        "dlq_consumer_group": group,
+        "dlq_failed_at": datetime.now(UTC).isoformat(),
+    })
+    await broker.publish(record.value or b"", dlq_topic(record.topic), key=record.key, headers=headers)
+    DLQ_EVENTS.labels(record.topic, group).inc()
+    log.warning("invalid event sent to the dead-letter topic", extra={
+        "topic": record.topic, "partition": record.partition, "offset": record.offset, "reason": reason})
