@@ -534,7 +534,8 @@ class Stack:
                   "SPACESYNC_KAFKA_TOPIC_PREFIX": self.prefix, "SPACESYNC_POSTGRES_DSN": self.infra.postgres_dsn,
                   "SPACESYNC_ADMIN_TOKEN": TOKEN, "SPACESYNC_SECRET_KEYS": generate_key(),
                   "SPACESYNC_LOG_LEVEL": "WARNING", "SPACESYNC_POSTGRES_POOL_MAX_SIZE": "20",
-                  "SPACESYNC_EXCHANGE_MAX_CONNECTIONS": str(self.connections)}
+                  "SPACESYNC_EXCHANGE_MAX_CONNECTIONS": str(self.connections),
+                  "SPACESYNC_LOOKUP_BEFORE_CREATE": self.args.lookup}
         for name, module, service in (("booking", "spacesync.booking_service", "booking-service"),
                                       ("writer", "spacesync.exchange_writer", "exchange-writer")):
             port = free_port()
@@ -734,7 +735,8 @@ async def bench(args: argparse.Namespace, workdir: Path) -> None:
               f"({infra.origin.get('postgres')}); the EWS simulator, booking-service and exchange-writer each in its "
               f"own process on 127.0.0.1, sharing the {os.cpu_count()} cores with Kafka, PostgreSQL and this script")
         print(f"{args.rooms} rooms, each paired with one space (admin API: PUT /v1/admin/locations/{{id}}/exchange, "
-              f"PUT /v1/admin/spaces/{{id}}/exchange); writer: max_connections {connections} per server")
+              f"PUT /v1/admin/spaces/{{id}}/exchange); writer: max_connections {connections} per server, "
+              f"lookup_before_create {args.lookup}")
         limits = httpx.Limits(max_connections=512, max_keepalive_connections=512)
         async with httpx.AsyncClient(base_url=stack.services["booking"].base, timeout=60, limits=limits) as api:
             spaces = await make_catalog(api, stack.sim)
@@ -769,6 +771,9 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=None,
                         help="the writer's per-server max_connections and the baseline's threads "
                              "(default: SPACESYNC_EXCHANGE_MAX_CONNECTIONS, else the gateway's default)")
+    parser.add_argument("--lookup", choices=("always", "unrecorded"), default="always",
+                        help="the writer's SPACESYNC_LOOKUP_BEFORE_CREATE: look for a stamped appointment before "
+                             "every CreateItem, or only where its records cannot rule one out")
     parser.add_argument("--timeout", type=float, default=300.0, help="longest wait for the appointments of a row")
     args = parser.parse_args()
     print(f"command: {shlex.join(['python', *sys.argv])}")

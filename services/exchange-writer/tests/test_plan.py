@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,7 +14,7 @@ from spacesync.common.events.sync import SlotSyncState
 from spacesync.common.exchange import ItemRef
 from spacesync.exchange_writer.appointment import appointment, body, fingerprint, title
 from spacesync.exchange_writer.outcome import REPORT_AFTER_ATTEMPTS, outcome
-from spacesync.exchange_writer.plan import SlotRecord, SpacePairing, Step, Target, plan, retry_delay, wanted
+from spacesync.exchange_writer.plan import SlotRecord, SpacePairing, Step, Target, Why, plan, retry_delay, wanted
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 ITEM = ItemRef("AAMk-item", "CK1")
@@ -43,7 +44,7 @@ def target(mailbox: str = "room-101@example.org") -> Target:
 class TestWanted:
     def test_a_booking_made_after_pairing_is_pushed(self) -> None:
         b = booking(updated=T0 + timedelta(seconds=1))
-        assert wanted(b, b.slots[0], pairing(), None)
+        assert wanted(b, b.slots[0], pairing(), None) is Why.CHANGED
 
     def test_a_booking_committed_just_after_the_pairing_with_an_earlier_time_is_pushed(self) -> None:
         b = booking(updated=T0 - timedelta(seconds=2))
@@ -53,7 +54,7 @@ class TestWanted:
     def test_an_older_booking_waits_for_the_import(self) -> None:
         b = booking(updated=T0 - timedelta(days=1))
         assert not wanted(b, b.slots[0], pairing(), None)
-        assert wanted(b, b.slots[0], pairing(imported=T0 + timedelta(minutes=5)), None)
+        assert wanted(b, b.slots[0], pairing(imported=T0 + timedelta(minutes=5)), None) is Why.IMPORTED
 
     def test_the_import_takes_only_slots_still_to_come(self) -> None:
         b = booking(updated=T0 - timedelta(days=1))
@@ -66,7 +67,7 @@ class TestWanted:
     def test_a_slot_already_in_exchange_follows_its_booking(self) -> None:
         b = booking(updated=T0 - timedelta(days=1))
         record = SlotRecord("s1", SlotSyncState.SYNCED, "room-9@example.org", "loc", ITEM)
-        assert wanted(b, b.slots[0], pairing(), record)
+        assert wanted(b, b.slots[0], pairing(), record) is Why.ADOPTED
 
     @pytest.mark.parametrize("space", [None, pairing(resource=None), pairing(paired_at=None)])
     def test_nothing_goes_to_a_space_that_is_not_paired(self, space: SpacePairing | None) -> None:
@@ -84,6 +85,14 @@ class TestPlan:
     def test_a_new_slot_is_created_after_a_lookup(self) -> None:
         [action] = plan(None, target())
         assert (action.step, action.lookup_first) == (Step.CREATE, True)
+
+    def test_trusted_records_create_a_new_booking_at_once_but_still_look_up_imports(self) -> None:
+        [new] = plan(None, target(), trust_records=True)
+        assert (new.step, new.lookup_first) == (Step.CREATE, False)
+        [imported] = plan(None, replace(target(), why=Why.IMPORTED), trust_records=True)
+        assert (imported.step, imported.lookup_first) == (Step.CREATE, True)
+        interrupted = SlotRecord("s1", SlotSyncState.PENDING, create_intent="room-101@example.org")
+        assert plan(interrupted, target(), trust_records=True)[0].lookup_first
 
     def test_a_slot_whose_removal_was_recorded_is_created_without_lookup(self) -> None:
         [action] = plan(SlotRecord("s1", SlotSyncState.REMOVED), target())

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import httpx
+import pytest
 from writer_helpers import Writer, booking, future
 
 from spacesync.common.events import Topic
@@ -26,8 +27,8 @@ OUTAGE_SECONDS = float(os.environ.get("SPACESYNC_TEST_OUTAGE_SECONDS", "120"))
 
 
 @asynccontextmanager
-async def writer_process(writer: Writer, kafka: KafkaSettings,
-                         schema: str) -> AsyncIterator[asyncio.subprocess.Process]:
+async def writer_process(writer: Writer, kafka: KafkaSettings, schema: str,
+                         lookup: str) -> AsyncIterator[asyncio.subprocess.Process]:
     """`python -m spacesync.exchange_writer` as its own process (so it can be SIGKILLed)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -40,6 +41,7 @@ async def writer_process(writer: Writer, kafka: KafkaSettings,
            "SPACESYNC_POSTGRES_DSN": writer.settings.postgres.dsn.get_secret_value(),
            "SPACESYNC_SCHEMA_NAME": schema, "SPACESYNC_HTTP_PORT": str(port),
            "SPACESYNC_CONSUMER_GROUP": f"writer-{schema}", "SPACESYNC_INSTANCE_ID": f"writer-{schema}",
+           "SPACESYNC_LOOKUP_BEFORE_CREATE": lookup,
            "SPACESYNC_POLL_INTERVAL_SECONDS": "0.2", "SPACESYNC_LOG_LEVEL": "WARNING"}
     process = await asyncio.create_subprocess_exec(sys.executable, "-m", "spacesync.exchange_writer", env=env)
     try:
@@ -57,8 +59,10 @@ async def writer_process(writer: Writer, kafka: KafkaSettings,
             await asyncio.wait_for(process.wait(), 30)
 
 
+@pytest.mark.parametrize("lookup", ["always", "unrecorded"])
 async def test_killed_after_exchange_created_the_item_leaves_exactly_one(
-        writer: Writer, kafka_settings: Callable[[], KafkaSettings]) -> None:
+        writer: Writer, kafka_settings: Callable[[], KafkaSettings], lookup: str) -> None:
+    """With either lookup setting: the intent recorded before CreateItem makes the restarted writer look first."""
     kafka = kafka_settings()
     schema = f"writer_killed_{uuid.uuid4().hex[:6]}"
     killed: list[int] = []
@@ -76,7 +80,7 @@ async def test_killed_after_exchange_created_the_item_leaves_exactly_one(
         async with KafkaReader(kafka.bootstrap_servers, kafka.topic(Topic.EXCHANGE_SYNC.value)) as reader:
             other = Writer(writer.running, writer.settings.model_copy(update={"kafka": kafka}), writer.sim,
                            writer.admin, writer.secrets, reader, writer.rooms_used)
-            async with writer_process(writer, kafka, schema) as process:
+            async with writer_process(writer, kafka, schema, lookup) as process:
                 holder["pid"] = process.pid
                 place = await other.place()
                 made = booking((place.space_id, future(days=20), 60))
@@ -86,7 +90,7 @@ async def test_killed_after_exchange_created_the_item_leaves_exactly_one(
             slot_id = made.slots[0].slot_id
             assert len(await writer.admin.stamped(place.mailbox, slot_id)) == 1, "Exchange has the item"
 
-            async with writer_process(writer, kafka, schema):
+            async with writer_process(writer, kafka, schema, lookup):
                 synced = await other.wait_sync(made.booking_id, "booking.synced", timeout=60)
             [item] = await writer.admin.stamped(place.mailbox, slot_id)
             assert synced["slots"][0]["item_id"] == item["id"]

@@ -39,7 +39,8 @@ def create_app(settings: WriterSettings) -> FastAPI:
         instance_id=settings.instance_id, concurrency=settings.concurrency,
         lease=timedelta(seconds=settings.lease_seconds),
         poll_interval=settings.poll_interval_seconds, shutdown_grace=settings.shutdown_grace_seconds,
-        pairing_grace=timedelta(seconds=settings.pairing_grace_seconds)))
+        pairing_grace=timedelta(seconds=settings.pairing_grace_seconds),
+        trust_records=settings.lookup_before_create == "unrecorded"))
     broker = create_broker(settings.kafka, service=SERVICE)
     # Catalog first in the same group: both are folded into Postgres, the engine works from there.
     subscribe_event_batches(broker, settings.kafka, Topic.CATALOG_EVENTS, group_id=settings.consumer_group,

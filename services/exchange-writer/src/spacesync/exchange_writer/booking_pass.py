@@ -29,9 +29,10 @@ REMOVAL = frozenset({Step.DELETE, Step.DELETE_STAMPED})
 
 class BookingPass:
     def __init__(self, db: Database, gateway: ExchangeGateway, secrets: SecretBox, owner: str,
-                 clock: Callable[[], datetime], pairing_grace: timedelta) -> None:
+                 clock: Callable[[], datetime], pairing_grace: timedelta, trust_records: bool) -> None:
         self._db = db
         self._pairing_grace = pairing_grace
+        self._trust_records = trust_records
         self._steps = ExchangeSteps(db, gateway, owner)
         self._secrets = secrets
         self._owner = owner
@@ -49,7 +50,7 @@ class BookingPass:
             slot, record = slots.get(slot_id), work.records.get(slot_id)
             space_id = slot.space_id if slot else work.record_spaces[slot_id]
             target = self._target(work, slot_id) if slot else None
-            actions = plan(record, target)
+            actions = plan(record, target, trust_records=self._trust_records)
             if not actions:
                 continue
             new, delay = await self._apply(work, slot_id, space_id, record, target, actions)
@@ -74,15 +75,15 @@ class BookingPass:
     def _target(self, work: sync_store.BookingWork, slot_id: str) -> Target | None:
         slot = next(s for s in work.booking.slots if s.slot_id == slot_id)
         space = work.spaces.get(slot.space_id)
-        if space is None or space.resource is None or not wanted(
-                work.booking, slot, space, work.records.get(slot_id), grace=self._pairing_grace):
+        why = wanted(work.booking, slot, space, work.records.get(slot_id), grace=self._pairing_grace)
+        if space is None or space.resource is None or why is None:
             return None
         location = work.locations.get(space.location_id)
         rule = location.exchange.title_rule if location and location.exchange else TitleRule.PATRON_NAME
         category = work.categories.get(space.category_id)
         appt = appointment(work.booking, slot, rule=rule, space_name=space.name,
                            nicknames_enabled=bool(category and category.public_nicknames))
-        return Target(space.resource, space.location_id, appt, fingerprint(space.resource, appt))
+        return Target(space.resource, space.location_id, appt, fingerprint(space.resource, appt), why)
 
     async def _apply(self, work: sync_store.BookingWork, slot_id: str, space_id: str, record: SlotRecord | None,
                      target: Target | None, actions: list[Action]) -> tuple[SlotRecord, float | None]:

@@ -34,6 +34,7 @@ class EngineSettings:
     poll_interval: float = 0.5
     shutdown_grace: float = 20.0
     pairing_grace: timedelta = PAIRING_GRACE
+    trust_records: bool = False
 
 
 class SyncEngine:
@@ -44,7 +45,8 @@ class SyncEngine:
         self._settings = settings
         self._clock = clock
         self._owner = settings.instance_id
-        self._pass = BookingPass(db, gateway, secrets, self._owner, clock, settings.pairing_grace)
+        self._pass = BookingPass(db, gateway, secrets, self._owner, clock, settings.pairing_grace,
+                                 settings.trust_records)
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._in_flight: dict[sync_store.BookingKey, asyncio.Task[None]] = {}

@@ -45,29 +45,43 @@ class SlotRecord:
     last_error: str | None = None
 
 
+class Why(StrEnum):
+    """Why a slot belongs in its room's calendar."""
+
+    ADOPTED = "adopted"
+    """The writer already wrote it (or may have): it follows its booking."""
+    CHANGED = "changed"
+    """The booking was made or changed after the space was paired."""
+    IMPORTED = "imported"
+    """'Run the Import' asked for the space's existing future bookings."""
+
+
 @dataclass(frozen=True)
 class Target:
     mailbox: str
     location_id: str
     appointment: Appointment
     fingerprint: str
+    why: Why = Why.CHANGED
 
 
 def wanted(booking: BookingState, slot: BookingSlot, space: SpacePairing | None, record: SlotRecord | None, *,
-           grace: timedelta = PAIRING_GRACE) -> bool:
-    """Whether the slot belongs in its space's resource calendar.
+           grace: timedelta = PAIRING_GRACE) -> Why | None:
+    """Whether (and why) the slot belongs in its space's resource calendar; None when it does not.
 
     Only bookings made or changed since the space was paired are pushed; older ones only through 'Run the
     Import' (future slots at the time of the request). A slot already in Exchange stays adopted: it follows its
     booking's changes, and moves along when the space is paired with another resource."""
     if slot not in booking.confirmed_slots() or space is None or space.resource is None or space.paired_at is None:
-        return False
+        return None
     if record is not None and (record.item is not None or record.create_intent is not None):
-        return True
+        return Why.ADOPTED
     if booking.updated_at >= space.paired_at - grace:
-        return True
+        return Why.CHANGED
     requested = space.import_requested_at
-    return requested is not None and requested >= space.paired_at and slot.end > requested
+    if requested is not None and requested >= space.paired_at and slot.end > requested:
+        return Why.IMPORTED
+    return None
 
 
 class Step(StrEnum):
@@ -89,14 +103,20 @@ class Action:
     """CREATE only: look for an appointment already stamped with the slot id before creating one."""
 
 
-def _may_exist(record: SlotRecord | None) -> bool:
-    """Whether an appointment stamped with this slot could already be in Exchange without us knowing its id: a
-    slot we never saw (this database may be newer than Exchange's calendar: a restore, a replay) or one whose
-    create may have reached Exchange. Only a slot whose removal we recorded is known to be absent."""
-    return record is None or record.create_intent is not None or record.state is not SlotSyncState.REMOVED
+def _may_exist(record: SlotRecord | None, target: Target, *, trust_records: bool) -> bool:
+    """Whether an appointment stamped with this slot could already be in Exchange without us knowing its id.
+
+    Yes for one whose create may have reached Exchange (an intent recorded, a crash, a lost answer), and for a
+    slot of a previous pairing or an import (the room may hold it). A slot this database never saw may be there
+    too when the database is newer than the calendars (a restore, a replay into a new database) - unless the
+    operator trusts the records (`trust_records`: then a booking changed since the pairing is created at once,
+    one Exchange call instead of two). Only a slot whose removal was recorded is known to be absent."""
+    if record is None:
+        return not (trust_records and target.why is Why.CHANGED)
+    return record.create_intent is not None or record.state is not SlotSyncState.REMOVED
 
 
-def plan(record: SlotRecord | None, target: Target | None) -> list[Action]:
+def plan(record: SlotRecord | None, target: Target | None, *, trust_records: bool = False) -> list[Action]:
     """The Exchange steps that take a slot from its record to its target, in order."""
     if target is None:
         if record is None or record.state is SlotSyncState.REMOVED:
@@ -109,7 +129,8 @@ def plan(record: SlotRecord | None, target: Target | None) -> list[Action]:
             # A transient failure mid-way (an answer lost, an adopted item not yet updated): it may be there.
             return [Action(Step.DELETE_STAMPED, record.mailbox, record.location_id)]
         return [Action(Step.FORGET)]
-    create = Action(Step.CREATE, target.mailbox, target.location_id, lookup_first=_may_exist(record))
+    create = Action(Step.CREATE, target.mailbox, target.location_id,
+                    lookup_first=_may_exist(record, target, trust_records=trust_records))
     if record is None or record.item is None:
         return [create]
     if not _same_mailbox(record.mailbox, target.mailbox):

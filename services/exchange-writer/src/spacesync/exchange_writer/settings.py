@@ -1,6 +1,7 @@
 """exchange-writer configuration (environment variables, prefix SPACESYNC_)."""
 
 import socket
+from typing import Literal
 
 from pydantic import Field, SecretStr
 
@@ -23,6 +24,12 @@ class WriterSettings(ServiceSettings):
     lease_seconds: float = Field(default=120.0, gt=0, description="A pass not finished by then is taken over")
     pairing_grace_seconds: float = Field(
         default=5.0, ge=0, description="Bookings changed this long before a pairing are pushed without the import")
+    lookup_before_create: Literal["always", "unrecorded"] = Field(
+        default="always",
+        description="always: look for an appointment stamped with the slot before every CreateItem (safe after a "
+                    "restore or a replay into a new database); unrecorded: only where this database cannot rule one "
+                    "out (a create that was interrupted, an import, a previous pairing) - one Exchange call "
+                    "instead of two per new booking, for a writer database that is never restored or rebuilt")
     poll_interval_seconds: float = Field(default=0.5, gt=0, description="Looks for due retries this often")
     outbox_batch_size: int = 500
     outbox_poll_interval_seconds: float = 1.0
