@@ -7,8 +7,10 @@ so a key can be rotated by prepending the new one. Generate a key with
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
-from pydantic import Field, SecretStr
+from pydantic import AfterValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -49,6 +51,16 @@ class SecretBox:
 
     def __repr__(self) -> str:
         return "SecretBox(<keys hidden>)"
+
+
+def _usable(keys: SecretStr) -> SecretStr:
+    SecretBox(keys)  # SecretError (a ValueError) says what is wrong, never the key
+    return keys
+
+
+# A settings field: a bad key stops the service at start-up, naming the variable.
+SecretKeys = Annotated[SecretStr, AfterValidator(_usable),
+                       Field(description="Fernet keys, comma-separated; the first encrypts, all decrypt")]
 
 
 def generate_key() -> str:

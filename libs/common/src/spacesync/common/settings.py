@@ -52,6 +52,17 @@ class ServiceSettings(BaseSettings):
     postgres: PostgresSettings = Field(default_factory=PostgresSettings)
 
 
+class EventServiceSettings(ServiceSettings):
+    """A service with a PostgreSQL schema of its own that consumes events and publishes through an outbox."""
+
+    schema_name: str
+    event_source: str = Field(description="ce_source of the events it publishes")
+    consumer_group: str
+    create_topics: bool = True
+    outbox_batch_size: int = 500
+    outbox_poll_interval_seconds: float = 1.0
+
+
 S = TypeVar("S", bound=BaseSettings)
 
 

@@ -47,10 +47,7 @@ def create_app(settings: BookingServiceSettings) -> FastAPI:
                             handler=SyncFold(db, settings.event_source),
                             description="Outlook/Exchange Sync IDs reported by the exchange-writer")
     kafka = BrokerConnection(broker, settings.kafka, create_topics=settings.create_topics)
-    relay = OutboxRelay(dsn=dsn, schema=settings.schema_name, sender=BrokerSender(broker),
-                        source=settings.event_source, topic_name=settings.kafka.topic,
-                        ready=lambda: kafka.connected, batch_size=settings.outbox_batch_size,
-                        poll_interval=settings.outbox_poll_interval_seconds)
+    relay = OutboxRelay.for_service(settings, BrokerSender(broker), ready=lambda: kafka.connected)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -50,10 +50,7 @@ def create_app(settings: WriterSettings) -> FastAPI:
                             handler=BookingFold(db, engine.wake),
                             description="Bookings of every source, written to the paired resource calendars")
     kafka = BrokerConnection(broker, settings.kafka, create_topics=settings.create_topics)
-    relay = OutboxRelay(dsn=dsn, schema=settings.schema_name, sender=BrokerSender(broker),
-                        source=settings.event_source, topic_name=settings.kafka.topic,
-                        ready=lambda: kafka.connected, batch_size=settings.outbox_batch_size,
-                        poll_interval=settings.outbox_poll_interval_seconds)
+    relay = OutboxRelay.for_service(settings, BrokerSender(broker), ready=lambda: kafka.connected)
 
     async def refresh_gauges() -> None:
         while True:

@@ -8,6 +8,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from spacesync.common.db import Database
+from spacesync.common.events.booking import BookingSlot
 from spacesync.common.events.catalog import TitleRule
 from spacesync.common.events.sync import BookingSyncState, SlotSyncState
 from spacesync.common.exchange import ConnectionProblem, ExchangeError, ExchangeGateway, ExchangeServer
@@ -49,7 +50,7 @@ class BookingPass:
         for slot_id in [*slots, *(s for s in work.records if s not in slots)]:
             slot, record = slots.get(slot_id), work.records.get(slot_id)
             space_id = slot.space_id if slot else work.record_spaces[slot_id]
-            target = self._target(work, slot_id) if slot else None
+            target = self._target(work, slot) if slot else None
             actions = plan(record, target, trust_records=self._trust_records)
             if not actions:
                 continue
@@ -72,10 +73,9 @@ class BookingPass:
                 metrics.PUBLISHED.labels(result.event_type).inc()
             await sync_store.finish(conn, claim, self._owner, retry_at)
 
-    def _target(self, work: sync_store.BookingWork, slot_id: str) -> Target | None:
-        slot = next(s for s in work.booking.slots if s.slot_id == slot_id)
+    def _target(self, work: sync_store.BookingWork, slot: BookingSlot) -> Target | None:
         space = work.spaces.get(slot.space_id)
-        why = wanted(work.booking, slot, space, work.records.get(slot_id), grace=self._pairing_grace)
+        why = wanted(work.booking, slot, space, work.records.get(slot.slot_id), grace=self._pairing_grace)
         if space is None or space.resource is None or why is None:
             return None
         location = work.locations.get(space.location_id)

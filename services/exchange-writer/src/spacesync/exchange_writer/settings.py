@@ -3,19 +3,19 @@
 import socket
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field
 
 from spacesync.common.exchange import GatewaySettings
-from spacesync.common.settings import ServiceSettings
+from spacesync.common.secrets import SecretKeys
+from spacesync.common.settings import EventServiceSettings
 
 
-class WriterSettings(ServiceSettings):
+class WriterSettings(EventServiceSettings):
     http_port: int = 8082
     schema_name: str = "writer"
     event_source: str = "/spacesync/exchange-writer"
     consumer_group: str = "exchange-writer"
-    create_topics: bool = True
-    secret_keys: SecretStr = Field(description="Fernet keys (comma-separated) that open the Exchange passwords")
+    secret_keys: SecretKeys  # they open the Exchange passwords
     concurrency: int = Field(default=32, ge=1, description="Bookings written in parallel (all servers)")
     instance_id: str = Field(
         default_factory=socket.gethostname,
@@ -31,6 +31,4 @@ class WriterSettings(ServiceSettings):
                     "out (a create that was interrupted, an import, a previous pairing) - one Exchange call "
                     "instead of two per new booking, for a writer database that is never restored or rebuilt")
     poll_interval_seconds: float = Field(default=0.5, gt=0, description="Looks for due retries this often")
-    outbox_batch_size: int = 500
-    outbox_poll_interval_seconds: float = 1.0
     exchange: GatewaySettings = Field(default_factory=GatewaySettings)

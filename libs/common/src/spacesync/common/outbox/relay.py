@@ -24,6 +24,7 @@ from prometheus_client import Counter, Gauge
 
 from spacesync.common.db.pool import connect
 from spacesync.common.events.cloudevents import CloudEvent
+from spacesync.common.settings import EventServiceSettings
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,13 @@ class OutboxRelay:
         self._stopping = asyncio.Event()
         self._last_purge = 0.0
         self.is_leader = False
+
+    @classmethod
+    def for_service(cls, settings: EventServiceSettings, sender: RecordSender, ready: Callable[[], bool],
+                    ) -> OutboxRelay:
+        return cls(dsn=settings.postgres.dsn.get_secret_value(), schema=settings.schema_name, sender=sender,
+                   source=settings.event_source, topic_name=settings.kafka.topic, ready=ready,
+                   batch_size=settings.outbox_batch_size, poll_interval=settings.outbox_poll_interval_seconds)
 
     async def run(self) -> None:
         """Relays until stop(); survives Postgres and Kafka outages."""
