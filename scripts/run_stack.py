@@ -65,7 +65,9 @@ def secret_keys() -> str:
 
 
 def infrastructure_env() -> dict[str, str]:
-    env = {"SPACESYNC_ADMIN_TOKEN": ADMIN_TOKEN, "SPACESYNC_SECRET_KEYS": secret_keys()}
+    # The simulator keeps its calendars across runs, like the services' database: Sync IDs stay valid.
+    env = {"SPACESYNC_ADMIN_TOKEN": ADMIN_TOKEN, "SPACESYNC_SECRET_KEYS": secret_keys(),
+           "SPACESYNC_SIMULATOR_STATE_FILE": str(STATE / "exchange-simulator-state.json")}
     if os.environ.get("KAFKA_BOOTSTRAP_SERVERS") and os.environ.get("SPACESYNC_POSTGRES_DSN"):
         print("using Kafka and PostgreSQL from the environment")
         return env
