@@ -64,7 +64,6 @@ from exchangelib import (
     Credentials,
     EWSDateTime,
     EWSTimeZone,
-    ExtendedProperty,
     FailFast,
     close_connections,
 )
@@ -74,6 +73,7 @@ from exchangelib.properties import Body
 from spacesync.common.events import CloudEvent
 from spacesync.common.events.booking import BookingSlot, BookingState, BookingStatus, Patron, SlotStatus
 from spacesync.common.exchange import GatewaySettings
+from spacesync.common.exchange.calendar import BOOKING_FIELD, SLOT_FIELD, register_stamps
 from spacesync.common.secrets import generate_key
 from spacesync.testing.exchange import PASSWORD, WRITER, room, rooms_seed, slot_stamp
 from spacesync.testing.infra import resolve_infra
@@ -210,18 +210,6 @@ class Simulator:
 
 # -- row 1: the plain exchangelib loop ----------------------------------------------------------------------------
 
-class BenchSlotId(ExtendedProperty):  # type: ignore[misc]  # exchangelib is untyped
-    distinguished_property_set_id = "PublicStrings"
-    property_name = "SpacesyncSlotId"
-    property_type = "String"
-
-
-class BenchBookingId(ExtendedProperty):  # type: ignore[misc]
-    distinguished_property_set_id = "PublicStrings"
-    property_name = "SpacesyncBookingId"
-    property_type = "String"
-
-
 def open_calendars(ews_url: str, mailboxes: list[str], threads: int) -> list[Any]:
     """One Configuration (max_connections = threads) and an Account per room with its calendar folder resolved:
     done before the clock starts (the writer caches them too)."""
@@ -244,8 +232,8 @@ def baseline(calendars: list[Any], count: int, threads: int) -> tuple[float, lis
             item = CalendarItem(folder=calendars[i % len(calendars)], subject=f"Bench Patron{i}",
                                 body=Body(f"Booked through Spacesync (baseline {i})"), start=start, end=start + SLOT,
                                 location="Room", legacy_free_busy_status="Busy", reminder_is_set=False)
-            item.bench_slot_id = f"baseline-{i}"
-            item.bench_booking_id = f"baseline-booking-{i}"
+            setattr(item, SLOT_FIELD, f"baseline-{i}")  # the writer's own stamps, registered as the writer does
+            setattr(item, BOOKING_FIELD, f"baseline-booking-{i}")
             began = time.perf_counter()
             try:
                 item.save(send_meeting_invitations=SEND_TO_NONE)
@@ -612,8 +600,7 @@ async def warm_up(stack: Stack, api: httpx.AsyncClient, grid: Grid, concurrency:
 
 
 async def baseline_row(stack: Stack, count: int) -> float | None:
-    CalendarItem.register("bench_slot_id", BenchSlotId)
-    CalendarItem.register("bench_booking_id", BenchBookingId)
+    register_stamps()
     try:
         calendars = await asyncio.to_thread(open_calendars, stack.sim.ews_url, stack.sim.rooms, stack.connections)
         ops = await stack.sim.operations()
@@ -623,8 +610,6 @@ async def baseline_row(stack: Stack, count: int) -> float | None:
         cpu = meter.stop()
     finally:
         close_connections()
-        CalendarItem.deregister("bench_slot_id")
-        CalendarItem.deregister("bench_booking_id")
     name = f"1 baseline: exchangelib loop, {stack.connections} threads"
     if errors:
         print(f"{name:<46} | FAILED after {len(latencies)} items: {errors[0]}")
