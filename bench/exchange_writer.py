@@ -75,7 +75,7 @@ from spacesync.common.events.booking import BookingSlot, BookingState, BookingSt
 from spacesync.common.exchange import GatewaySettings
 from spacesync.common.exchange.calendar import BOOKING_FIELD, SLOT_FIELD, register_stamps
 from spacesync.common.secrets import generate_key
-from spacesync.testing.exchange import PASSWORD, WRITER, room, rooms_seed, slot_stamp
+from spacesync.testing.exchange import PASSWORD, WRITER, room, rooms_seed, stamped_slot
 from spacesync.testing.infra import resolve_infra
 from spacesync.testing.kafka import delete_topics
 
@@ -194,7 +194,7 @@ class Simulator:
             response = await self.http.get(f"/mailboxes/{mailbox}/items")
             response.raise_for_status()
             for item in response.json()["items"]:
-                stamp = slot_stamp(item)
+                stamp = stamped_slot(item)
                 if stamp is not None:
                     found.setdefault(stamp, []).append(datetime.fromisoformat(item["created"]).timestamp())
         return found

@@ -18,7 +18,7 @@ from booking_exchange_helpers import (
 from booking_helpers import ADMIN, Room, Service, at, booking, make_room, publish_sync, slot, sync_state
 
 from spacesync.common.events import SlotSyncState
-from spacesync.common.exchange import Appointment, ExchangeGateway, ExchangeServer, GatewaySettings
+from spacesync.common.exchange import Appointment, ExchangeGateway, ExchangeServer, GatewaySettings, slot_stamp
 from spacesync.exchange_simulator.embedded import EmbeddedSimulator
 from spacesync.testing import KafkaReader, Record, wait_until
 from spacesync.testing.exchange import READONLY, WRITER
@@ -203,7 +203,8 @@ async def stamp(ews: EmbeddedSimulator, resource: str, made: dict[str, Any]) -> 
     first = made["slots"][0]
     try:
         await gateway.create(server, resource, Appointment(
-            slot_id=first["slot_id"], booking_id=made["id"], subject="Ada Lovelace", body="", location="Room",
+            slot_id=slot_stamp("/spacesync/booking-service", made["id"], first["slot_id"]), booking_id=made["id"],
+            subject="Ada Lovelace", body="", location="Room",
             start=datetime.fromisoformat(first["start"]), end=datetime.fromisoformat(first["end"])))
     finally:
         await gateway.close()

@@ -37,7 +37,8 @@ def pairing(*, paired_at: datetime | None = T0, resource: str | None = "room-101
 
 def target(mailbox: str = "room-101@example.org") -> Target:
     b = booking()
-    appt = appointment(b, b.slots[0], rule=TitleRule.PATRON_NAME, nicknames_enabled=False, space_name="Room 101")
+    appt = appointment("/test", b, b.slots[0], rule=TitleRule.PATRON_NAME, nicknames_enabled=False,
+                       space_name="Room 101")
     return Target(mailbox, "loc", appt, fingerprint(mailbox, appt))
 
 
@@ -123,6 +124,14 @@ class TestPlan:
         delete, create = plan(record, target())
         assert (delete.step, delete.mailbox, delete.location_id) == (Step.DELETE, "room-9@example.org", "old-loc")
         assert (create.step, create.mailbox) == (Step.CREATE, "room-101@example.org")
+
+    def test_an_unrecorded_create_in_another_room_is_deleted_there_before_creating_here(self) -> None:
+        record = SlotRecord("s1", SlotSyncState.PENDING, "room-9@example.org", "old-loc",
+                            create_intent="room-9@example.org")
+        delete, create = plan(record, target())
+        assert (delete.step, delete.mailbox, delete.location_id) == (Step.DELETE_STAMPED, "room-9@example.org",
+                                                                    "old-loc")
+        assert (create.step, create.mailbox, create.lookup_first) == (Step.CREATE, "room-101@example.org", True)
 
     def test_removal(self) -> None:
         synced = SlotRecord("s1", SlotSyncState.SYNCED, "room-101@example.org", "loc", ITEM)

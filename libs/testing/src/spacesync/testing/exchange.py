@@ -54,8 +54,8 @@ class SimulatorAdmin:
         return items
 
     async def stamped(self, mailbox: str, slot_id: str) -> list[dict[str, Any]]:
-        """The room's items carrying our slot-id stamp."""
-        return [item for item in await self.items(mailbox) if slot_stamp(item) == slot_id]
+        """The room's items stamped for this slot (slot ids in tests are unique, whatever the booking)."""
+        return [item for item in await self.items(mailbox) if stamped_slot(item) == slot_id]
 
     async def add_fault(self, **spec: Any) -> int:
         response = await self.http.post("/faults", json=spec)
@@ -76,7 +76,13 @@ class SimulatorAdmin:
         await self.http.aclose()
 
 
-def slot_stamp(item: dict[str, Any]) -> str | None:
+def stamped_slot(item: dict[str, Any]) -> str | None:
+    """The slot id in an item's SpacesyncSlotId stamp (`source/booking/slot`), None when it has none."""
+    stamp = _stamp(item)
+    return stamp.rsplit("/", 1)[-1] if stamp is not None else None
+
+
+def _stamp(item: dict[str, Any]) -> str | None:
     for prop in item.get("extended_properties", []):
         if prop["name"] == "SpacesyncSlotId":
             value: str = prop["value"]

@@ -79,7 +79,7 @@ def create_app(settings: BookingServiceSettings) -> FastAPI:
     admin = require_admin(settings.admin_token)
     app.include_router(admin_router(db, admin))
     app.include_router(exchange_router(ExchangeConnections(db, gateway, secrets), ExchangePairing(db, gateway, secrets),
-                                       ExchangeImport(db, gateway, secrets), admin))
+                                       ExchangeImport(db, gateway, secrets, source=settings.event_source), admin))
 
     async def postgres_ok() -> None:
         async with db.acquire() as conn:

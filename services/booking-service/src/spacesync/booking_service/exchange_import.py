@@ -5,22 +5,30 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from uuid import UUID
 
 from spacesync.booking_service import exchange_store as store
 from spacesync.booking_service.api.models import ImportAnswer, ImportCollision
-from spacesync.booking_service.exchange_admin import ExchangeAdmin
+from spacesync.booking_service.exchange_admin import ExchangeAdmin, utc_now
 from spacesync.booking_service.exchange_errors import Conflict, ExchangeUnavailable
 from spacesync.booking_service.exchange_pairing import connected_space, server_for
 from spacesync.booking_service.import_plan import ImportPlan, plan_import
+from spacesync.common.db import Database
 from spacesync.common.events.catalog import ImportRequest
-from spacesync.common.exchange import CalendarEntry, ExchangeError
+from spacesync.common.exchange import CalendarEntry, ExchangeError, ExchangeGateway
+from spacesync.common.secrets import SecretBox
 
 log = logging.getLogger(__name__)
 
 
 class ExchangeImport(ExchangeAdmin):
+    def __init__(self, db: Database, gateway: ExchangeGateway, secrets: SecretBox, *, source: str,
+                 clock: Callable[[], datetime] = utc_now) -> None:
+        super().__init__(db, gateway, secrets, clock)
+        self._source = source  # booking-service's ce_source: part of its appointments' stamps
+
     async def run(self, space_id: UUID, *, dry_run: bool) -> ImportAnswer:
         space, location, connection = await connected_space(self._db, space_id)
         resource: str | None = space["exchange_resource"]
@@ -37,7 +45,7 @@ class ExchangeImport(ExchangeAdmin):
                                                     min(s.start for s in slots), max(s.end for s in slots))
             except ExchangeError as error:
                 raise ExchangeUnavailable(error) from None
-        plan = plan_import(slots, calendar)
+        plan = plan_import(slots, calendar, self._source)
         request_id = None if dry_run else await self._request(space_id, location["id"], resource, now)
         return _answer(space_id, resource, request_id, len(slots), plan)
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from spacesync.common.exchange import BUSY_STATUSES, CalendarEntry
+from spacesync.common.exchange import BUSY_STATUSES, CalendarEntry, slot_stamp
 
 
 @dataclass(frozen=True)
@@ -35,8 +35,9 @@ class ImportPlan:
     collisions: list[Collision]
 
 
-def plan_import(slots: Sequence[SlotToImport], calendar: Sequence[CalendarEntry]) -> ImportPlan:
-    stamped = {_normal(entry.slot_id) for entry in calendar if entry.slot_id}
+def plan_import(slots: Sequence[SlotToImport], calendar: Sequence[CalendarEntry], source: str) -> ImportPlan:
+    """`source`: booking-service's ce_source, part of the stamps the writer gives its bookings' appointments."""
+    stamped = {entry.slot_id.lower() for entry in calendar if entry.slot_id}
     # Our own appointments (stamped) are never collisions, whichever slot they belong to: the writer moves or
     # removes them itself.
     outlook_busy = sorted((entry for entry in calendar if not entry.slot_id and entry.busy_status in BUSY_STATUSES),
@@ -44,7 +45,7 @@ def plan_import(slots: Sequence[SlotToImport], calendar: Sequence[CalendarEntry]
     would_create = already_there = 0
     collisions: list[Collision] = []
     for slot in slots:
-        if str(slot.slot_id) in stamped:
+        if slot_stamp(source, str(slot.booking_id), str(slot.slot_id)).lower() in stamped:
             already_there += 1
             continue
         would_create += 1
@@ -52,9 +53,3 @@ def plan_import(slots: Sequence[SlotToImport], calendar: Sequence[CalendarEntry]
                        if entry.start < slot.end and slot.start < entry.end]
     return ImportPlan(would_create, already_there, collisions)
 
-
-def _normal(slot_id: str) -> str:
-    try:
-        return str(UUID(slot_id))
-    except ValueError:
-        return slot_id  # another producer's id: never equal to one of ours

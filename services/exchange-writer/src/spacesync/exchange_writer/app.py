@@ -27,6 +27,7 @@ from spacesync.exchange_writer.settings import WriterSettings
 log = logging.getLogger(__name__)
 SERVICE = "exchange-writer"
 GAUGE_INTERVAL_SECONDS = 15.0
+SHUTDOWN_MARGIN_SECONDS = 5.0  # beyond the grace period: cancelled passes unwind, leases are released
 
 
 def create_app(settings: WriterSettings) -> FastAPI:
@@ -40,7 +41,8 @@ def create_app(settings: WriterSettings) -> FastAPI:
         lease=timedelta(seconds=settings.lease_seconds),
         poll_interval=settings.poll_interval_seconds, shutdown_grace=settings.shutdown_grace_seconds,
         pairing_grace=timedelta(seconds=settings.pairing_grace_seconds),
-        trust_records=settings.lookup_before_create == "unrecorded"))
+        trust_records=settings.lookup_before_create == "unrecorded",
+        call_timeout=timedelta(seconds=settings.exchange.timeout_seconds)))
     broker = create_broker(settings.kafka, service=SERVICE)
     # Catalog first in the same group: both are folded into Postgres, the engine works from there.
     subscribe_event_batches(broker, settings.kafka, Topic.CATALOG_EVENTS, group_id=settings.consumer_group,
@@ -72,10 +74,11 @@ def create_app(settings: WriterSettings) -> FastAPI:
             yield
         finally:
             await broker.stop()  # no new events; offsets of folded ones are committed
-            engine.stop()
+            engine.stop()  # drains its passes within the grace period, then releases their bookings
             relay.stop()
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.gather(tasks[1], tasks[2]), timeout=settings.shutdown_grace_seconds)
+                await asyncio.wait_for(asyncio.gather(tasks[1], tasks[2]),
+                                       timeout=settings.shutdown_grace_seconds + SHUTDOWN_MARGIN_SECONDS)
             for task in tasks:
                 task.cancel()
             await gateway.close()

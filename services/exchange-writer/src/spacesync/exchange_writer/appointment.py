@@ -6,7 +6,7 @@ import hashlib
 
 from spacesync.common.events.booking import BookingSlot, BookingState
 from spacesync.common.events.catalog import TitleRule
-from spacesync.common.exchange import Appointment
+from spacesync.common.exchange import Appointment, slot_stamp
 
 
 def title(rule: TitleRule, booking: BookingState, *, nicknames_enabled: bool) -> str:
@@ -29,9 +29,9 @@ def body(booking: BookingState, slot: BookingSlot) -> str:
             "Written by Spacesync; change or cancel the booking in the booking system.")
 
 
-def appointment(booking: BookingState, slot: BookingSlot, *, rule: TitleRule, nicknames_enabled: bool,
-                space_name: str) -> Appointment:
-    return Appointment(slot_id=slot.slot_id, booking_id=booking.booking_id,
+def appointment(source: str, booking: BookingState, slot: BookingSlot, *, rule: TitleRule,
+                nicknames_enabled: bool, space_name: str) -> Appointment:
+    return Appointment(slot_id=slot_stamp(source, booking.booking_id, slot.slot_id), booking_id=booking.booking_id,
                        subject=title(rule, booking, nicknames_enabled=nicknames_enabled),
                        body=body(booking, slot), start=slot.start, end=slot.end, location=space_name)
 

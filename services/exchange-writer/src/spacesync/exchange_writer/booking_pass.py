@@ -81,7 +81,7 @@ class BookingPass:
         location = work.locations.get(space.location_id)
         rule = location.exchange.title_rule if location and location.exchange else TitleRule.PATRON_NAME
         category = work.categories.get(space.category_id)
-        appt = appointment(work.booking, slot, rule=rule, space_name=space.name,
+        appt = appointment(work.claim.source, work.booking, slot, rule=rule, space_name=space.name,
                            nicknames_enabled=bool(category and category.public_nicknames))
         return Target(space.resource, space.location_id, appt, fingerprint(space.resource, appt), why)
 

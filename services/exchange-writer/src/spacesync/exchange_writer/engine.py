@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -35,6 +36,8 @@ class EngineSettings:
     shutdown_grace: float = 20.0
     pairing_grace: timedelta = PAIRING_GRACE
     trust_records: bool = False
+    call_timeout: timedelta = timedelta(seconds=30)
+    """The gateway's HTTP timeout: a call cut off at shutdown may still land within it."""
 
 
 class SyncEngine:
@@ -44,7 +47,9 @@ class SyncEngine:
         self._db = db
         self._settings = settings
         self._clock = clock
-        self._owner = settings.instance_id
+        # The instance id survives restarts (its leases are taken back at start); the run id tells this run's
+        # leases from those of another process that (wrongly) shares the instance id.
+        self._owner = f"{settings.instance_id}/{uuid.uuid4().hex[:8]}"
         self._pass = BookingPass(db, gateway, secrets, self._owner, clock, settings.pairing_grace,
                                  settings.trust_records)
         self._wake = asyncio.Event()
@@ -73,10 +78,21 @@ class SyncEngine:
                 if not claims or len(self._in_flight) >= self._settings.concurrency:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), self._settings.poll_interval)
-            if self._in_flight:  # finish what is in flight; an unfinished lease just expires
-                await asyncio.wait(list(self._in_flight.values()), timeout=self._settings.shutdown_grace)
+            await self._drain()
         finally:
             renewing.cancel()
+
+    async def _drain(self) -> None:
+        """At shutdown: passes in flight get the grace period, then are cancelled; their bookings are released
+        for the next run or replica once a call cut off in a worker thread can no longer land."""
+        if self._in_flight:
+            _, unfinished = await asyncio.wait(list(self._in_flight.values()), timeout=self._settings.shutdown_grace)
+            for task in unfinished:
+                task.cancel()
+            await asyncio.gather(*unfinished, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            async with self._db.acquire() as conn:
+                await sync_store.release_leases_at_stop(conn, self._owner, self._settings.call_timeout)
 
     async def _claim(self) -> list[sync_store.Claim]:
         free = self._settings.concurrency - len(self._in_flight)
@@ -107,7 +123,7 @@ class SyncEngine:
         while not self._stopping.is_set():
             try:
                 async with self._db.acquire() as conn:
-                    released = await sync_store.release_leases(conn, self._owner)
+                    released = await sync_store.release_earlier_runs(conn, self._settings.instance_id, self._owner)
             except Exception as error:
                 log.warning("cannot reach PostgreSQL yet; retrying", extra={"error": repr(error)})
                 await asyncio.sleep(1.0)

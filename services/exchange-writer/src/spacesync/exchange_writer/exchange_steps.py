@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 
 from spacesync.common.db import Database
 from spacesync.common.events.sync import SlotSyncState
-from spacesync.common.exchange import ExchangeGateway, ExchangeServer, ItemGone, ItemRef
+from spacesync.common.exchange import ExchangeGateway, ExchangeServer, ItemGone, ItemRef, slot_stamp
 from spacesync.exchange_writer import metrics, sync_store
 from spacesync.exchange_writer.plan import Action, SlotRecord, Step, Target
 
@@ -49,7 +49,8 @@ class ExchangeSteps:
             progress.record = _removed(current)
             return
         if action.step is Step.DELETE_STAMPED:
-            for ref in await self._gateway.find_stamped(server, action.mailbox, current.slot_id):
+            stamp = slot_stamp(progress.work.claim.source, progress.work.booking.booking_id, current.slot_id)
+            for ref in await self._gateway.find_stamped(server, action.mailbox, stamp):
                 await self._gateway.delete(server, action.mailbox, ref)
             progress.record = _removed(current)
             return
@@ -70,9 +71,8 @@ class ExchangeSteps:
         """Creates the appointment exactly once: an appointment already stamped with the slot id is adopted
         (extra copies deleted), and the intent is recorded before CreateItem so a crash or a lost answer leads
         to a lookup (or, if the booking goes away, a delete by stamp), never a second or a forgotten one."""
-        slot_id = target.appointment.slot_id
         if lookup_first:
-            found = await self._gateway.find_stamped(server, target.mailbox, slot_id)
+            found = await self._gateway.find_stamped(server, target.mailbox, target.appointment.slot_id)
             if found:
                 keep, *extra = found
                 for ref in extra:

@@ -118,26 +118,36 @@ def _may_exist(record: SlotRecord | None, target: Target, *, trust_records: bool
 
 def plan(record: SlotRecord | None, target: Target | None, *, trust_records: bool = False) -> list[Action]:
     """The Exchange steps that take a slot from its record to its target, in order."""
+    unsure = _unsure_mailbox(record)
     if target is None:
         if record is None or record.state is SlotSyncState.REMOVED:
             return []
         if record.item is not None:
             return [Action(Step.DELETE, record.mailbox, record.location_id)]
-        if record.create_intent is not None:
-            return [Action(Step.DELETE_STAMPED, record.create_intent, record.location_id)]
-        if record.state is SlotSyncState.PENDING and record.mailbox is not None:
-            # A transient failure mid-way (an answer lost, an adopted item not yet updated): it may be there.
-            return [Action(Step.DELETE_STAMPED, record.mailbox, record.location_id)]
+        if unsure is not None:
+            return [Action(Step.DELETE_STAMPED, unsure, record.location_id)]
         return [Action(Step.FORGET)]
     create = Action(Step.CREATE, target.mailbox, target.location_id,
                     lookup_first=_may_exist(record, target, trust_records=trust_records))
     if record is None or record.item is None:
+        if record is not None and unsure is not None and not _same_mailbox(unsure, target.mailbox):
+            return [Action(Step.DELETE_STAMPED, unsure, record.location_id), create]
         return [create]
     if not _same_mailbox(record.mailbox, target.mailbox):
         return [Action(Step.DELETE, record.mailbox, record.location_id), create]
     if record.state is SlotSyncState.SYNCED and record.fingerprint == target.fingerprint:
         return []
     return [Action(Step.UPDATE, target.mailbox, target.location_id)]
+
+
+def _unsure_mailbox(record: SlotRecord | None) -> str | None:
+    """The mailbox that may hold an appointment of this slot whose ItemId was never recorded: a create that was
+    sent (the intent), or a transient failure mid-way (an answer lost, an adopted item not yet updated)."""
+    if record is None or record.item is not None:
+        return None
+    if record.create_intent is not None:
+        return record.create_intent
+    return record.mailbox if record.state is SlotSyncState.PENDING else None
 
 
 def _same_mailbox(a: str | None, b: str | None) -> bool:

@@ -88,10 +88,19 @@ async def hold_lease(conn: Conn, work: Claim, owner: str) -> None:
         raise LeaseLost(f"{work.source} {work.booking_id}")
 
 
-async def release_leases(conn: Conn, owner: str) -> int:
+async def release_earlier_runs(conn: Conn, instance_id: str, owner: str) -> int:
+    """Leases an earlier run of this instance held (it crashed or was killed): free now, not in a lease time."""
     result = await conn.execute(
-        "UPDATE bookings SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1", owner)
+        "UPDATE bookings SET lease_owner = NULL, lease_until = NULL"
+        " WHERE starts_with(lease_owner, $1 || '/') AND lease_owner <> $2", instance_id, owner)
     return int(result.split()[-1])
+
+
+async def release_leases_at_stop(conn: Conn, owner: str, settle: timedelta) -> None:
+    """This run's leases at shutdown, due again once a call cut off in a worker thread can no longer land."""
+    await conn.execute(
+        "UPDATE bookings SET lease_owner = NULL, lease_until = NULL,"
+        " next_attempt_at = greatest(next_attempt_at, now() + $2::interval) WHERE lease_owner = $1", owner, settle)
 
 
 async def load(conn: Conn, work: Claim) -> BookingWork:

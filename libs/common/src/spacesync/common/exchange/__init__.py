@@ -13,6 +13,7 @@ from spacesync.common.exchange.model import (
     ItemRef,
     Rejected,
     service_endpoint,
+    slot_stamp,
 )
 
 __all__ = [
@@ -29,4 +30,5 @@ __all__ = [
     "ItemRef",
     "Rejected",
     "service_endpoint",
+    "slot_stamp",
 ]

@@ -59,11 +59,18 @@ class ExchangeServer:
         return urlsplit(self.endpoint).hostname or self.endpoint
 
 
+def slot_stamp(source: str, booking_id: str, slot_id: str) -> str:
+    """The SpacesyncSlotId stamp of a booking slot's appointment. Booking ids are unique per ce_source and slot
+    ids per booking, so all three make it unique across every producer of booking events."""
+    return f"{source}/{booking_id}/{slot_id}"
+
+
 @dataclass(frozen=True)
 class Appointment:
     """An appointment the writer puts in a resource calendar (times in UTC, legacy free/busy Busy)."""
 
     slot_id: str
+    """The slot's stamp (slot_stamp): what find_stamped looks for."""
     booking_id: str
     subject: str
     body: str
@@ -94,7 +101,7 @@ class CalendarEntry:
     subject: str | None
     busy_status: str  # Free, Tentative, Busy, OOF, WorkingElsewhere, NoData
     organizer: str | None
-    slot_id: str | None  # our stamp: set when the exchange-writer created it
+    slot_id: str | None  # our stamp (slot_stamp): set when the exchange-writer created it
     booking_id: str | None
 
 

@@ -75,21 +75,24 @@ def subscribe_event_batches(
     async def consume(message: KafkaMessage) -> None:
         records: tuple[ConsumerRecord[Any, Any], ...] = message.raw_message
         valid: list[tuple[ConsumerRecord[Any, Any], CloudEvent, BaseModel]] = []
+        invalid: list[tuple[ConsumerRecord[Any, Any], str]] = []
         for record in records:
             try:
                 valid.append((record, *parse_event(record.headers, record.value, topic=topic)))
-            except InvalidEvent as invalid:
-                await dead_letter(broker, record, invalid.reason, group_id)
-        if not valid:
-            return
+            except InvalidEvent as error:
+                invalid.append((record, error.reason))
         try:
-            await handler([(event, data) for _, event, data in valid])
+            if valid:
+                await handler([(event, data) for _, event, data in valid])
         except asyncpg.DataError:
             for record, event, data in valid:
                 try:
                     await handler([(event, data)])
                 except asyncpg.DataError as refused:
-                    await dead_letter(broker, record, refusal_reason(refused), group_id)
+                    invalid.append((record, refusal_reason(refused)))
+        # Only once the batch is handled: a batch that is retried does not send its invalid records twice.
+        for record, reason in invalid:
+            await dead_letter(broker, record, reason, group_id)
 
     consume.__name__ = f"consume_{topic.value.replace('.', '_')}_batches"
     broker.subscriber(

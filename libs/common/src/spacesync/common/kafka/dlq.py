@@ -16,6 +16,7 @@ from typing import Any
 
 import asyncpg
 from aiokafka import ConsumerRecord
+from aiokafka.errors import MessageSizeTooLargeError
 from faststream import BaseMiddleware
 from faststream._internal.basic_types import AsyncFuncAny
 from faststream.kafka import KafkaBroker
@@ -87,7 +88,13 @@ async def dead_letter(broker: KafkaBroker, record: ConsumerRecord[Any, Any], rea
         "dlq_consumer_group": group,
         "dlq_failed_at": datetime.now(UTC).isoformat(),
     })
-    await broker.publish(record.value or b"", dlq_topic(record.topic), key=record.key, headers=headers)
+    try:
+        await broker.publish(record.value or b"", dlq_topic(record.topic), key=record.key, headers=headers)
+    except MessageSizeTooLargeError:
+        # The added headers pushed a record that was just under the limit over it: keep the facts, not the value
+        # (it is still at its offset in the source topic).
+        headers["dlq_reason"] = f"{headers['dlq_reason']} (value left out: too large with the DLQ headers)"[:2000]
+        await broker.publish(b"", dlq_topic(record.topic), key=record.key, headers=headers)
     DLQ_EVENTS.labels(record.topic, group).inc()
     log.warning("invalid event sent to the dead-letter topic", extra={
         "topic": record.topic, "partition": record.partition, "offset": record.offset, "reason": reason})
