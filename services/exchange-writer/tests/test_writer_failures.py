@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -12,6 +13,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
+import asyncpg
 import httpx
 import pytest
 from writer_helpers import Writer, booking, future
@@ -27,8 +29,8 @@ OUTAGE_SECONDS = float(os.environ.get("SPACESYNC_TEST_OUTAGE_SECONDS", "120"))
 
 
 @asynccontextmanager
-async def writer_process(writer: Writer, kafka: KafkaSettings, schema: str,
-                         lookup: str) -> AsyncIterator[asyncio.subprocess.Process]:
+async def writer_process(writer: Writer, kafka: KafkaSettings, schema: str, lookup: str,
+                         extra: dict[str, str] | None = None) -> AsyncIterator[asyncio.subprocess.Process]:
     """`python -m spacesync.exchange_writer` as its own process (so it can be SIGKILLed)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -41,7 +43,7 @@ async def writer_process(writer: Writer, kafka: KafkaSettings, schema: str,
            "SPACESYNC_POSTGRES_DSN": writer.settings.postgres.dsn.get_secret_value(),
            "SPACESYNC_SCHEMA_NAME": schema, "SPACESYNC_HTTP_PORT": str(port),
            "SPACESYNC_CONSUMER_GROUP": f"writer-{schema}", "SPACESYNC_INSTANCE_ID": f"writer-{schema}",
-           "SPACESYNC_LOOKUP_BEFORE_CREATE": lookup,
+           "SPACESYNC_LOOKUP_BEFORE_CREATE": lookup, **(extra or {}),
            "SPACESYNC_POLL_INTERVAL_SECONDS": "0.2", "SPACESYNC_LOG_LEVEL": "WARNING"}
     process = await asyncio.create_subprocess_exec(sys.executable, "-m", "spacesync.exchange_writer", env=env)
     try:
@@ -130,3 +132,46 @@ async def test_throttling_503s_and_an_outage_end_with_every_booking_synced_once(
     assert outcomes["down"] >= 1, outcomes
     for fault in (busy, unavailable):
         await writer.admin.remove_fault(fault)
+
+
+async def test_sigterm_mid_call_releases_the_booking_and_the_next_run_finishes_it_once(
+        writer: Writer, kafka_settings: Callable[[], KafkaSettings]) -> None:
+    kafka = kafka_settings()
+    schema = f"writer_stopped_{uuid.uuid4().hex[:6]}"
+    await ensure_topics(kafka)
+    slow = await writer.admin.add_fault(kind="latency", latency_ms=3000, operations=["CreateItem"])
+    try:
+        async with KafkaReader(kafka.bootstrap_servers, kafka.topic(Topic.EXCHANGE_SYNC.value)) as reader:
+            other = Writer(writer.running, writer.settings.model_copy(update={"kafka": kafka}), writer.sim,
+                           writer.admin, writer.secrets, reader, writer.rooms_used)
+            async with writer_process(writer, kafka, schema, "always", extra={
+                    "SPACESYNC_SHUTDOWN_GRACE_SECONDS": "0.5", "SPACESYNC_EXCHANGE_TIMEOUT_SECONDS": "5"}) as process:
+                place = await other.place()
+                made = booking((place.space_id, future(days=21), 60))
+                await other.publish("booking.created", made)
+                await wait_until(lambda: _lease_of(writer, schema, made.booking_id), timeout=30,
+                                 message="a pass holds the booking")
+                process.terminate()  # SIGTERM while CreateItem waits out the latency
+                # uvicorn shuts down gracefully, then re-raises the signal: the exit status says SIGTERM
+                assert await asyncio.wait_for(process.wait(), 60) in (0, -signal.SIGTERM)
+            assert await _lease_of(writer, schema, made.booking_id) is None, "released at shutdown"
+            await writer.admin.remove_fault(slow)
+            async with writer_process(writer, kafka, schema, "always"):
+                synced = await other.wait_sync(made.booking_id, "booking.synced", timeout=60)
+            [item] = await writer.admin.stamped(place.mailbox, made.slots[0].slot_id)
+            assert synced["slots"][0]["item_id"] == item["id"]
+    finally:
+        with contextlib.suppress(Exception):
+            await writer.admin.remove_fault(slow)
+
+
+async def _lease_of(writer: Writer, schema: str, booking_id: str) -> str | None:
+    conn = await asyncpg.connect(writer.settings.postgres.dsn.get_secret_value())
+    try:
+        owner: str | None = await conn.fetchval(
+            f'SELECT lease_owner FROM "{schema}".bookings WHERE booking_id = $1', booking_id)
+        return owner
+    except asyncpg.UndefinedTableError:
+        return None
+    finally:
+        await conn.close()
