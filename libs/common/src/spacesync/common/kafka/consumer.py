@@ -114,12 +114,7 @@ async def _tolerant_batch_parser(
     original: Callable[[tuple[ConsumerRecord[Any, Any], ...]], Awaitable[StreamMessage[Any]]],
 ) -> StreamMessage[Any]:
     """The batch version of _tolerant_parser: FastStream sees cleaned copies, the message keeps the records."""
-    clean = []
-    for record in records:
-        copy_ = copy.copy(record)
-        copy_.headers = [(name, value if _utf8(value) else b"") for name, value in record.headers]
-        clean.append(copy_)
-    message = await original(tuple(clean))
+    message = await original(tuple(_readable_headers(record) for record in records))
     message.raw_message = records
     return message
 
@@ -129,11 +124,16 @@ async def _tolerant_parser(
 ) -> StreamMessage[Any]:
     """FastStream's parser decodes every header as UTF-8 and fails on a header without value. It gets a copy
     with such headers blanked; the message keeps the original record, which parse_event then rejects."""
-    clean = copy.copy(record)
-    clean.headers = [(name, value if _utf8(value) else b"") for name, value in record.headers]
-    message = await original(clean)
+    message = await original(_readable_headers(record))
     message.raw_message = record
     return message
+
+
+def _readable_headers(record: ConsumerRecord[Any, Any]) -> ConsumerRecord[Any, Any]:
+    """A copy whose headers without value, or not UTF-8, are blanked (FastStream's parser decodes them all)."""
+    clean = copy.copy(record)
+    clean.headers = [(name, value if _utf8(value) else b"") for name, value in record.headers]
+    return clean
 
 
 def _utf8(value: bytes | None) -> bool:
