@@ -17,6 +17,7 @@ from spacesync.common.events.catalog import (
     TitleRule,
 )
 from spacesync.common.events.cloudevents import CloudEvent, InvalidEvent
+from spacesync.common.events.freebusy import BusyPeriod, FreeBusyState, OutlookBusyStatus
 from spacesync.common.events.registry import EVENT_TYPES, EventType, Topic, parse_event
 from spacesync.common.events.sync import BookingSyncState, SlotSync, SlotSyncState
 
@@ -26,16 +27,19 @@ __all__ = [
     "BookingState",
     "BookingStatus",
     "BookingSyncState",
+    "BusyPeriod",
     "CategoryState",
     "CloudEvent",
     "EventType",
     "ExchangeAccess",
     "ExchangeAuth",
     "ExchangeConnection",
+    "FreeBusyState",
     "ImportRequest",
     "InvalidEvent",
     "LocationState",
     "OpeningHours",
+    "OutlookBusyStatus",
     "Patron",
     "SlotStatus",
     "SlotSync",

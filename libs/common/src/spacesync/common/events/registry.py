@@ -12,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 from spacesync.common.events.booking import BookingState
 from spacesync.common.events.catalog import CategoryState, ImportRequest, LocationState, SpaceState
 from spacesync.common.events.cloudevents import CloudEvent, InvalidEvent, describe_validation_error
+from spacesync.common.events.freebusy import FreeBusyState
 from spacesync.common.events.sync import BookingSyncState
 
 
@@ -59,6 +60,9 @@ EVENT_TYPES: dict[str, EventType] = {
                   "At least one slot could not be written to Exchange; each slot says why."),
         EventType("booking.unsynced", Topic.EXCHANGE_SYNC, BookingSyncState, "booking_id",
                   "The booking's appointments were removed from Exchange (cancelled or unpaired)."),
+        EventType("freebusy.changed", Topic.EXCHANGE_FREEBUSY, FreeBusyState, "space_id",
+                  "The busy picture of a paired room changed in Exchange (Outlook meetings, not ours), "
+                  "or the space was unpaired (mailbox null, nothing busy)."),
     )
 }
 
