@@ -32,6 +32,8 @@ lint: setup ## ruff, mypy, shellcheck, contracts current and valid (AsyncAPI par
 	@$(UV) run mypy libs services/booking-service tests bench scripts
 	@$(UV) run mypy services/exchange-writer
 	@$(UV) run mypy services/exchange-simulator
+	@$(UV) run mypy services/exchange-poller
+	@$(UV) run mypy services/availability-service
 	@if command -v shellcheck >/dev/null 2>&1; then shellcheck scripts/*.sh .ci/run; fi
 	@$(UV) run python -m spacesync.common.contracts --check contracts
 	@if command -v npm >/dev/null 2>&1; then \

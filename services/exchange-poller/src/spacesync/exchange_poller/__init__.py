@@ -1,0 +1,1 @@
+"""Spacesync exchange-poller: the busy picture of paired resource calendars (Outlook meetings) onto exchange.freebusy."""

@@ -1,0 +1,1 @@
+"""exchange-poller test fixtures."""
