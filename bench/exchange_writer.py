@@ -32,15 +32,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import platform
 import re
 import shlex
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -51,9 +47,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
-import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from exchangelib import (
     DELEGATE,
@@ -69,17 +63,15 @@ from exchangelib import (
 )
 from exchangelib.items import SEND_TO_NONE
 from exchangelib.properties import Body
+from harness import CpuMeter, Processes, percentile
 
 from spacesync.common.events import CloudEvent
 from spacesync.common.events.booking import BookingSlot, BookingState, BookingStatus, Patron, SlotStatus
 from spacesync.common.exchange import GatewaySettings
 from spacesync.common.exchange.calendar import BOOKING_FIELD, SLOT_FIELD, register_stamps
 from spacesync.common.secrets import generate_key
-from spacesync.testing.exchange import PASSWORD, WRITER, room, rooms_seed, stamped_slot
-from spacesync.testing.infra import resolve_infra
-from spacesync.testing.kafka import delete_topics
+from spacesync.testing.exchange import PASSWORD, WRITER, room, stamped_slot
 
-ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "bench-token"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 SLOT = timedelta(minutes=30)
@@ -87,83 +79,6 @@ ALL_WEEK = {day: [{"open": "00:00", "close": "24:00"}] for day in
             ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")}
 AIM_P99_MS = 500.0
 KAFKA_SOURCE = "/bench/exchange-writer"
-
-
-# -- processes ------------------------------------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def machine_jiffies() -> tuple[int, int]:
-    """(busy, total) jiffies of all cores so far (/proc/stat)."""
-    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = values[3] + (values[4] if len(values) > 4 else 0)
-    return sum(values) - idle, sum(values)
-
-
-@dataclass
-class Service:
-    name: str
-    process: subprocess.Popen[bytes]
-    base: str
-
-
-class CpuMeter:
-    """CPU used by each process, this one included ("bench"), and by the rest of the machine (Kafka, PostgreSQL,
-    anything else running) between start() and stop(), as shares of one core; "machine": of all cores."""
-
-    def __init__(self, pids: dict[str, int]) -> None:
-        self.pids = {**pids, "bench": os.getpid()}
-
-    def start(self) -> None:
-        self._wall = time.monotonic()
-        self._cpu = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
-        self._machine = machine_jiffies()
-
-    def stop(self) -> dict[str, float]:
-        wall = time.monotonic() - self._wall
-        result = {name: (cpu_seconds(pid) - self._cpu[name]) / wall for name, pid in self.pids.items()}
-        busy, total = machine_jiffies()
-        machine = (busy - self._machine[0]) / max(1, total - self._machine[1])
-        result["rest"] = max(0.0, machine * (os.cpu_count() or 1) - sum(result.values()))
-        result["machine"] = machine
-        return result
-
-
-async def wait_ready(service: Service, path: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    async with httpx.AsyncClient(base_url=service.base, timeout=2) as client:
-        while time.monotonic() < deadline:
-            if service.process.poll() is not None:
-                raise SystemExit(f"{service.name} exited with code {service.process.returncode}")
-            with contextlib.suppress(httpx.HTTPError):
-                if (await client.get(path)).status_code == 200:
-                    return
-            await asyncio.sleep(0.2)
-    raise SystemExit(f"{service.name} was not ready at {service.base}{path} within {timeout:.0f} s")
-
-
-def stop_process(service: Service) -> None:
-    if service.process.poll() is None:
-        service.process.send_signal(signal.SIGTERM)
-    try:
-        service.process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        service.process.kill()
-        service.process.wait(timeout=10)
 
 
 # -- the simulator ---------------------------------------------------------------------------------------------------
@@ -426,10 +341,6 @@ async def make_catalog(client: httpx.AsyncClient, sim: Simulator) -> list[str]:
 
 # -- reporting --------------------------------------------------------------------------------------------------
 
-def percentile(ordered: list[float], q: float) -> float:
-    return ordered[min(len(ordered) - 1, max(0, round(len(ordered) * q) - 1))]
-
-
 ROW_HEADER = (f"{'row':<46} | {'items':>5} {'seconds':>8} {'items/s':>8} | {'vs base':>7} | "
               f"{'writer':>6} {'sim':>5} {'bkg':>5} {'bench':>5} {'rest':>5} | {'mach.':>5}")
 
@@ -486,19 +397,14 @@ def timings_line(before: dict[str, tuple[float, float]], after: dict[str, tuple[
 
 # -- the stack ------------------------------------------------------------------------------------------------------
 
-class Stack:
-    """The simulator, booking-service and exchange-writer as processes, with a fresh schema each, a fresh topic
-    prefix and consumer groups; everything is stopped and dropped on exit."""
+class Stack(Processes):
+    """The simulator, booking-service and exchange-writer as processes (bench/harness.py: fresh schemas, topic
+    prefix and consumer groups; everything is stopped and dropped on exit)."""
 
     def __init__(self, args: argparse.Namespace, workdir: Path, connections: int) -> None:
+        super().__init__(workdir, "w")
         self.args = args
-        self.infra = resolve_infra(ROOT)
-        run = uuid.uuid4().hex[:6]
-        self.prefix = f"benchw{run}."
-        self.schemas = {"booking": f"bench_booking_{run}", "writer": f"bench_writer_{run}"}
-        self.workdir = workdir
         self.connections = connections
-        self.services: dict[str, Service] = {}
         self.sim = Simulator("http://127.0.0.1:0", args.rooms)
         self.events = SyncEvents(self.infra.kafka_bootstrap, f"{self.prefix}exchange.sync")
         self._events_started = False
@@ -512,75 +418,21 @@ class Stack:
         return self
 
     async def _start(self) -> None:
-        seed_file = self.workdir / "seed.yaml"
-        seed_file.write_text(yaml.safe_dump(rooms_seed(self.args.rooms).model_dump(mode="json", exclude_none=True)))
-        sim_port = free_port()
-        self._add("simulator", "spacesync.exchange_simulator", {
-            **os.environ, "SPACESYNC_SIMULATOR_SEED_FILE": str(seed_file),
-            "SPACESYNC_SIMULATOR_HTTP_PORT": str(sim_port), "SPACESYNC_SIMULATOR_LOG_LEVEL": "WARNING"}, sim_port)
-        common = {**os.environ, "SPACESYNC_KAFKA_BOOTSTRAP_SERVERS": self.infra.kafka_bootstrap,
-                  "SPACESYNC_KAFKA_TOPIC_PREFIX": self.prefix, "SPACESYNC_POSTGRES_DSN": self.infra.postgres_dsn,
-                  "SPACESYNC_ADMIN_TOKEN": TOKEN, "SPACESYNC_SECRET_KEYS": generate_key(),
-                  "SPACESYNC_LOG_LEVEL": "WARNING", "SPACESYNC_POSTGRES_POOL_MAX_SIZE": "20",
-                  "SPACESYNC_EXCHANGE_MAX_CONNECTIONS": str(self.connections),
-                  "SPACESYNC_LOOKUP_BEFORE_CREATE": self.args.lookup}
-        for name, module, service in (("booking", "spacesync.booking_service", "booking-service"),
-                                      ("writer", "spacesync.exchange_writer", "exchange-writer")):
-            port = free_port()
-            env = {**common, "SPACESYNC_HTTP_PORT": str(port), "SPACESYNC_SCHEMA_NAME": self.schemas[name],
-                   "SPACESYNC_CONSUMER_GROUP": f"{self.prefix}{service}"}
-            self._add(name, module, env, port)
-        await wait_ready(self.services["simulator"], "/healthz")
-        await wait_ready(self.services["booking"], "/readyz")
-        await wait_ready(self.services["writer"], "/readyz")
-        self.sim = Simulator(self.services["simulator"].base, self.args.rooms)
+        simulator = await self.simulator(self.args.rooms)
+        common = self.common_env(
+            SPACESYNC_ADMIN_TOKEN=TOKEN, SPACESYNC_SECRET_KEYS=generate_key(), SPACESYNC_POSTGRES_POOL_MAX_SIZE="20",
+            SPACESYNC_EXCHANGE_MAX_CONNECTIONS=str(self.connections), SPACESYNC_LOOKUP_BEFORE_CREATE=self.args.lookup)
+        await self.service("booking", "spacesync.booking_service", common)
+        await self.service("writer", "spacesync.exchange_writer", common)
+        self.sim = Simulator(simulator.base, self.args.rooms)
         await self.events.start()
         self._events_started = True
-
-    def _add(self, name: str, module: str, env: dict[str, str], port: int) -> None:
-        """Starts `python -m module`; its output (JSON logs) goes to a file, summarised at the end."""
-        with (self.workdir / f"{name}.log").open("wb") as log:
-            process = subprocess.Popen([sys.executable, "-m", module], env=env, stdout=log, stderr=subprocess.STDOUT)
-        self.services[name] = Service(name, process, f"http://127.0.0.1:{port}")
-
-    def log_summary(self) -> None:
-        """What the processes logged (WARNING and up): counts per level and the first distinct messages."""
-        for name in self.services:
-            levels: dict[str, int] = {}
-            firsts: dict[str, None] = {}
-            for line in (self.workdir / f"{name}.log").read_text(errors="replace").splitlines():
-                try:
-                    entry = json.loads(line)
-                    level, message = str(entry.get("level", "?")), str(entry.get("message", ""))
-                except ValueError:
-                    level, message = "text", line
-                levels[level] = levels.get(level, 0) + 1
-                if len(firsts) < 3:
-                    firsts.setdefault(f"{level} {message[:160]}", None)
-            if levels:
-                counts = ", ".join(f"{count} {level}" for level, count in sorted(levels.items()))
-                print(f"log of {name}: {counts}; first: " + " | ".join(firsts))
-
-    @property
-    def pids(self) -> dict[str, int]:
-        return {name: service.process.pid for name, service in self.services.items()}
 
     async def __aexit__(self, *_: object) -> None:
         if self._events_started:
             await self.events.stop()
         await self.sim.http.aclose()
-        for service in reversed(self.services.values()):
-            await asyncio.to_thread(stop_process, service)
-        self.log_summary()
-        db = await asyncpg.connect(self.infra.postgres_dsn)
-        try:
-            for schema in self.schemas.values():
-                await db.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        finally:
-            await db.close()
-        with contextlib.suppress(Exception):
-            await delete_topics(self.infra.kafka_bootstrap, [self.prefix])
-        self.infra.close()
+        await self.close()
 
 
 # -- rows -------------------------------------------------------------------------------------------------------
