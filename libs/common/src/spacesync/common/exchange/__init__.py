@@ -4,6 +4,7 @@ from spacesync.common.exchange.gateway import ExchangeGateway, GatewaySettings
 from spacesync.common.exchange.model import (
     BUSY_STATUSES,
     Appointment,
+    BusyTime,
     CalendarEntry,
     ConnectionProblem,
     ConnectionReport,
@@ -19,6 +20,7 @@ from spacesync.common.exchange.model import (
 __all__ = [
     "BUSY_STATUSES",
     "Appointment",
+    "BusyTime",
     "CalendarEntry",
     "ConnectionProblem",
     "ConnectionReport",

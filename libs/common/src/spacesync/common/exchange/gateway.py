@@ -15,7 +15,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, TypeVar
@@ -27,11 +27,12 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from spacesync.common.events.catalog import ExchangeAccess
-from spacesync.common.exchange import calendar, metrics, probe
+from spacesync.common.exchange import availability, calendar, metrics, probe
 from spacesync.common.exchange.calendar import MailboxCalendar
 from spacesync.common.exchange.errors import DEFAULT_BACK_OFF, Call, classify, throttled
 from spacesync.common.exchange.model import (
     Appointment,
+    BusyTime,
     CalendarEntry,
     ConnectionProblem,
     ConnectionReport,
@@ -76,9 +77,11 @@ class _Server:
         self.server = server
         self.semaphore = asyncio.Semaphore(max_connections)
         self.not_before = 0.0  # event loop time before which no call is sent (Exchange asked to back off)
-        self.lock = threading.Lock()  # guards protocol and mailboxes (worker threads)
+        self.lock = threading.RLock()  # guards protocol and mailboxes (worker threads)
         self.protocol: GatewayProtocol | None = None
         self.mailboxes: dict[str, MailboxCalendar] = {}
+        self.zones: dict[int, Any] = {}  # year -> the server's UTC as GetUserAvailability's TimeZone
+        self.zones_lock = threading.Lock()  # one GetServerTimeZones at a time: parallel chunks wait for its answer
         self.forgotten = False  # forget() was called: nothing new is opened for these settings
 
 
@@ -180,6 +183,51 @@ class ExchangeGateway:
         return await self._call(Call(server, "view", mailbox),
                                 lambda: calendar.view(self._target(state, mailbox), start, end))
 
+    # -- free/busy ----------------------------------------------------------------------------------------------------
+
+    async def free_busy(self, server: ExchangeServer, mailboxes: Sequence[str], start: datetime, end: datetime
+                        ) -> dict[str, list[BusyTime] | ExchangeError]:
+        """Each mailbox's busy times in [start, end) by start (GetUserAvailability, DetailedMerged, UTC), one request
+        per 100 mailboxes (and per 62 days). A mailbox Exchange cannot answer (not found, no free/busy access) gets
+        its ExchangeError as its value; a request-wide failure raises ExchangeError."""
+        pieces = availability.windows(start, end)
+        given: dict[str, list[str]] = {}  # one request per mailbox, however often and in whatever case it is given
+        for mailbox in mailboxes:
+            given.setdefault(mailbox.strip().lower(), []).append(mailbox)
+        state = self._state(server)
+        found: dict[str, list[BusyTime]] = {mailbox: [] for mailbox in given}
+        failed: dict[str, ExchangeError] = {}
+
+        async def request(chunk: list[str], window: tuple[datetime, datetime]) -> None:
+            def work() -> list[list[BusyTime] | BaseException]:
+                return availability.free_busy(self._protocol(state), self._utc_zone(state, window[0].year), chunk,
+                                              *window)
+
+            answers = await self._call(Call(server, "free_busy"), work)
+            for mailbox, answer in zip(chunk, answers, strict=True):
+                if isinstance(answer, BaseException):
+                    problem = availability.mailbox_problem(Call(server, "free_busy", mailbox), answer)
+                    failed.setdefault(mailbox, problem)
+                else:
+                    found[mailbox].extend(answer)
+
+        outcomes = await asyncio.gather(*(request(chunk, window) for chunk in availability.chunks(list(given))
+                                          for window in pieces), return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        result: dict[str, list[BusyTime] | ExchangeError] = {}
+        for mailbox, names in given.items():
+            problem = failed.get(mailbox)
+            if problem is not None:
+                log.info("exchange free/busy unavailable for a mailbox: %s", problem.message,
+                         extra={"exchange_server": server.key, "mailbox": mailbox, "problem": problem.problem.value})
+            # A period across two 62-day windows comes back in both.
+            answer = problem or sorted(dict.fromkeys(found[mailbox]), key=lambda busy: (busy.start, busy.end))
+            for name in names:
+                result[name] = answer
+        return result
+
     # -- lifecycle ----------------------------------------------------------------------------------------------------
 
     def forget(self, server: ExchangeServer) -> None:
@@ -236,23 +284,36 @@ class ExchangeGateway:
             target = state.mailboxes.get(key)
             if target is not None:
                 return target
-            if state.forgotten:
-                raise ExchangeError(ConnectionProblem.SERVER_ERROR,
-                                    f"The Exchange settings for {state.server.host} changed while this call waited; "
-                                    f"it was not sent (try again with the new settings).")
-            protocol = state.protocol
-            if protocol is None:
-                with self._versions_lock:
-                    known = self._versions.get(state.server.endpoint)
-                config = configuration(state.server, self.settings.max_connections,
-                                       version=known.copy() if known is not None else None)
-                protocol = state.protocol = cached_protocol(self._protocol_cls, config)
+            protocol = self._protocol(state)
             access = IMPERSONATION if state.server.access == ExchangeAccess.IMPERSONATION else DELEGATE
             account = Account(mailbox.strip(), config=protocol.config, autodiscover=False, access_type=access,
                               default_timezone=UTC_ZONE)
             account.protocol = protocol  # exactly this server's protocol, whatever the process-wide cache holds
             target = state.mailboxes[key] = MailboxCalendar.open(account, mailbox.strip())
             return target
+
+    def _protocol(self, state: _Server) -> GatewayProtocol:
+        """The server's Protocol (no I/O to make one): made on first use, until forget()."""
+        with state.lock:
+            if state.forgotten:
+                raise ExchangeError(ConnectionProblem.SERVER_ERROR,
+                                    f"The Exchange settings for {state.server.host} changed while this call waited; "
+                                    f"it was not sent (try again with the new settings).")
+            if state.protocol is None:
+                with self._versions_lock:
+                    known = self._versions.get(state.server.endpoint)
+                config = configuration(state.server, self.settings.max_connections,
+                                       version=known.copy() if known is not None else None)
+                state.protocol = cached_protocol(self._protocol_cls, config)
+            return state.protocol
+
+    def _utc_zone(self, state: _Server, year: int) -> Any:
+        """The server's UTC for GetUserAvailability: asked once per server and year (worker thread)."""
+        with state.zones_lock:
+            zone = state.zones.get(year)
+            if zone is None:
+                zone = state.zones[year] = availability.utc_zone(self._protocol(state), year)
+            return zone
 
     def _remember_version(self, state: _Server) -> None:
         protocol = state.protocol

@@ -105,6 +105,16 @@ class CalendarEntry:
     booking_id: str | None
 
 
+@dataclass(frozen=True)
+class BusyTime:
+    """One busy period of a mailbox as free/busy (GetUserAvailability) shows it; Free time is not listed."""
+
+    start: datetime  # UTC
+    end: datetime  # UTC
+    busy_status: str  # Busy, OOF, WorkingElsewhere, Tentative
+    item_id: str | None  # CalendarEventDetails ID: only when the account may read the calendar (Reviewer or more)
+
+
 class ConnectionProblem(StrEnum):
     """Why a connection test or a call failed, in words an admin can act on."""
 
