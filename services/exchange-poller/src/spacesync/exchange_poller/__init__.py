@@ -1,1 +1,2 @@
-"""Spacesync exchange-poller: the busy picture of paired resource calendars (Outlook meetings) onto exchange.freebusy."""
+"""Spacesync exchange-poller: the busy picture of paired resource calendars (Outlook meetings) onto
+exchange.freebusy."""

@@ -1,0 +1,77 @@
+"""Notification adapter: one calendar watch (streaming or pull subscriptions) per Exchange server, kept in line
+with the rooms watched. A watch calls back with the mailbox of every change, and after every (re)subscription
+(changes may have been missed while there was none)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+from spacesync.common.exchange import ExchangeServer
+
+log = logging.getLogger(__name__)
+NO_NOTIFICATIONS = "none"
+
+
+class Watch(Protocol):
+    def watch(self, mailboxes: Iterable[str]) -> None: ...
+    async def run(self) -> None: ...
+    def mode(self, mailbox: str) -> str | None: ...
+    async def close(self) -> None: ...
+
+
+WatchFactory = Callable[[ExchangeServer, Callable[[str], None]], Watch]
+
+
+class Watches:
+    def __init__(self, factory: WatchFactory | None, on_change: Callable[[str], None]) -> None:
+        self._factory = factory
+        self._on_change = on_change
+        self._watches: dict[ExchangeServer, tuple[Watch, asyncio.Task[None]]] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def update(self, servers: dict[ExchangeServer, list[str]]) -> None:
+        """Watches exactly these mailboxes per server (must run on the event loop)."""
+        if self._factory is None:
+            return
+        for server in [s for s in self._watches if s not in servers]:
+            watch, task = self._watches.pop(server)
+            closing = asyncio.create_task(self._stop(watch, task), name="watch-close")
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
+        for server, mailboxes in servers.items():
+            if server not in self._watches:
+                watch = self._factory(server, self._on_change)
+                self._watches[server] = (watch, asyncio.create_task(self._run(server, watch), name="calendar-watch"))
+            self._watches[server][0].watch(sorted(set(mailboxes)))
+
+    def mode(self, mailbox: str) -> str:
+        for watch, _ in self._watches.values():
+            found = watch.mode(mailbox)
+            if found is not None:
+                return found
+        return NO_NOTIFICATIONS
+
+    async def close(self) -> None:
+        watches, self._watches = list(self._watches.values()), {}
+        await asyncio.gather(*(self._stop(watch, task) for watch, task in watches), *self._closing)
+
+    @staticmethod
+    async def _run(server: ExchangeServer, watch: Watch) -> None:
+        try:
+            await watch.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the reconciliation still covers the rooms of this server
+            log.exception("calendar watch stopped", extra={"exchange_server": server.key})
+
+    @staticmethod
+    async def _stop(watch: Watch, task: asyncio.Task[None]) -> None:
+        with contextlib.suppress(Exception):
+            await watch.close()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
