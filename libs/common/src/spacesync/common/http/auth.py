@@ -1,4 +1,4 @@
-"""Bearer-token check for the admin API."""
+"""Bearer-token check for admin APIs (SPACESYNC_ADMIN_TOKEN)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import SecretStr
 
-from spacesync.common.http import Problem
+from spacesync.common.http.problems import Problem
 
 _bearer = HTTPBearer(auto_error=False, description="Admin token (SPACESYNC_ADMIN_TOKEN)")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import asyncpg
@@ -67,10 +67,12 @@ def subscribe_event_batches(
     handler: BatchHandler,
     max_records: int = 500,
     description: str = "",
+    readers: Mapping[str, type[BaseModel]] | None = None,
 ) -> None:
     """Like subscribe_events, for handlers that take what Kafka has in one go (one transaction, one offset
     commit per batch instead of per event). Invalid records go to the DLQ one by one; the valid ones reach the
-    handler in offset order; a batch the database refuses is retried event by event to find the refused one."""
+    handler in offset order; a batch the database refuses is retried event by event to find the refused one.
+    `readers`: event types read with a consumer's own model (see parse_event)."""
 
     async def consume(message: KafkaMessage) -> None:
         records: tuple[ConsumerRecord[Any, Any], ...] = message.raw_message
@@ -78,7 +80,7 @@ def subscribe_event_batches(
         invalid: list[tuple[ConsumerRecord[Any, Any], str]] = []
         for record in records:
             try:
-                valid.append((record, *parse_event(record.headers, record.value, topic=topic)))
+                valid.append((record, *parse_event(record.headers, record.value, topic=topic, readers=readers)))
             except InvalidEvent as error:
                 invalid.append((record, error.reason))
         try:

@@ -1,0 +1,35 @@
+"""Runs availability-service: `python -m spacesync.availability_service` (configuration from SPACESYNC_* variables);
+`python -m spacesync.availability_service rebuild [--schema NAME] [--compare]` replays the topics into a fresh
+schema (see rebuild.py)."""
+
+import argparse
+import asyncio
+import sys
+
+from spacesync.availability_service.app import create_app
+from spacesync.availability_service.rebuild import rebuild
+from spacesync.availability_service.settings import AvailabilitySettings
+from spacesync.common.http import serve
+from spacesync.common.logging import configure_logging
+from spacesync.common.settings import load_settings
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m spacesync.availability_service")
+    commands = parser.add_subparsers(dest="command")
+    replay = commands.add_parser("rebuild", help="replay the topics from the beginning into a fresh schema")
+    replay.add_argument("--schema", help="the new schema (default: <SPACESYNC_SCHEMA_NAME>_rebuild_<time>)")
+    replay.add_argument("--compare", action="store_true",
+                        help="then compare its views with the live schema's (exit code 1 when they differ)")
+    args = parser.parse_args(argv)
+    settings = load_settings(AvailabilitySettings)
+    configure_logging("availability-service", settings.log_level)
+    if args.command == "rebuild":
+        report = asyncio.run(rebuild(settings, schema=args.schema, compare=args.compare))
+        print(report.text())
+        sys.exit(0 if report.identical in (None, True) else 1)
+    serve(create_app(settings), settings)
+
+
+if __name__ == "__main__":
+    main()
