@@ -18,6 +18,7 @@ from spacesync.booking_service.bookings import BookingService
 from spacesync.booking_service.exchange_admin import ExchangeConnections
 from spacesync.booking_service.exchange_import import ExchangeImport
 from spacesync.booking_service.exchange_pairing import ExchangePairing
+from spacesync.booking_service.outlook_fold import OutlookBusyFold
 from spacesync.booking_service.settings import BookingServiceSettings
 from spacesync.booking_service.sync_fold import SyncFold
 from spacesync.common.db import Database, migrate_service
@@ -46,6 +47,9 @@ def create_app(settings: BookingServiceSettings) -> FastAPI:
     subscribe_event_batches(broker, settings.kafka, Topic.EXCHANGE_SYNC, group_id=settings.consumer_group,
                             handler=SyncFold(db, settings.event_source),
                             description="Outlook/Exchange Sync IDs reported by the exchange-writer")
+    subscribe_event_batches(broker, settings.kafka, Topic.EXCHANGE_FREEBUSY, group_id=settings.consumer_group,
+                            handler=OutlookBusyFold(db),
+                            description="Outlook/Exchange busy time of paired rooms: bookings over it are refused")
     kafka = BrokerConnection(broker, settings.kafka, create_topics=settings.create_topics)
     relay = OutboxRelay.for_service(settings, BrokerSender(broker), ready=lambda: kafka.connected)
 

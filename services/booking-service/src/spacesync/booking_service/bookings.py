@@ -10,6 +10,7 @@ from uuid import UUID
 import asyncpg
 
 from spacesync.booking_service import booking_store as store
+from spacesync.booking_service import outlook_store
 from spacesync.booking_service.api.models import BookingCreate, BookingPatch, BookingView
 from spacesync.booking_service.catalog_store import space_rules
 from spacesync.booking_service.domain import (
@@ -43,6 +44,14 @@ class SlotConflict(BookingError):
         self.conflicts = conflicts
 
 
+class BusyInOutlook(BookingError):
+    """A new or moved slot overlaps a meeting that holds the room busy in Outlook/Exchange."""
+
+    def __init__(self, busy: list[outlook_store.OutlookBusy]) -> None:
+        super().__init__("requested time is busy in Outlook")
+        self.busy = busy
+
+
 class BookingClosed(BookingError):
     """The booking is cancelled, or what was asked for already took place."""
 
@@ -72,6 +81,7 @@ class BookingService:
                     violations.append(_nickname_violation())
                 if violations:
                     raise InvalidBooking(violations)
+                await _refuse_outlook_busy(conn, list(enumerate(slots)))
                 event, view = await store.insert_booking(conn, request.patron, request.public_nickname, slots)
                 await store.emit(conn, "booking.created", event)
         except asyncpg.ExclusionViolationError:
@@ -161,6 +171,9 @@ class BookingService:
                                   changed=changed)
         if violations:
             raise InvalidBooking(violations)
+        # Only new and moved slots: a slot that stays where it was keeps its time even when an Outlook meeting
+        # was booked over it later, so the booking's other details can still change.
+        await _refuse_outlook_busy(conn, [(i, desired[i]) for i in changed])
         return bool(changed or dropped)
 
     async def _check_nickname(self, conn: Conn, slots: Sequence[RequestedSlot | asyncpg.Record]) -> None:
@@ -172,6 +185,13 @@ class BookingService:
     async def _conflict(self, slots: list[RequestedSlot], booking_id: UUID | None) -> SlotConflict:
         async with self._db.acquire() as conn:
             return SlotConflict(await store.conflicts(conn, slots, booking_id))
+
+
+async def _refuse_outlook_busy(conn: Conn, slots: list[tuple[int, RequestedSlot]]) -> None:
+    """In the booking's transaction, which holds the spaces' busy pictures until it commits."""
+    busy = await outlook_store.busy_overlaps(conn, slots)
+    if busy:
+        raise BusyInOutlook(busy)
 
 
 def _moved(row: asyncpg.Record | Any, slot: RequestedSlot) -> bool:

@@ -11,6 +11,7 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from spacesync.common.events.catalog import OpeningHours, clock_minutes
+from spacesync.common.events.freebusy import FreeBusyState
 
 MINUTES_PER_DAY = 24 * 60
 BOOKING_HORIZON = timedelta(days=730)  # how far ahead a slot may be booked
@@ -167,3 +168,22 @@ def check_history(removed: Iterable[tuple[int | None, datetime]], now: datetime)
 def nickname_allowed(spaces: Iterable[SpaceRules]) -> bool:
     """A public nickname is kept only when a booked space's category has public nicknames on."""
     return any(space.public_nicknames for space in spaces)
+
+
+def newest_pictures(pictures: Iterable[FreeBusyState]) -> list[FreeBusyState]:
+    """Of several busy pictures, the one with the highest sequence per space (each replaces the space's whole busy
+    set, so the others would be overwritten anyway), in space id order: the order bookings lock them in."""
+    newest: dict[str, FreeBusyState] = {}
+    for picture in pictures:
+        key = _lock_key(picture.space_id)
+        if key not in newest or picture.sequence > newest[key].sequence:
+            newest[key] = picture
+    return [newest[key] for key in sorted(newest)]
+
+
+def _lock_key(space_id: str) -> str:
+    """The canonical form (lowercase hex sorts like Postgres sorts uuids); a space id that is no UUID as it is."""
+    try:
+        return str(UUID(space_id))
+    except ValueError:
+        return space_id

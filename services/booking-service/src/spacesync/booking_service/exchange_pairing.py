@@ -8,7 +8,10 @@ from uuid import UUID
 import asyncpg
 
 from spacesync.booking_service import exchange_store as store
+from spacesync.booking_service import outlook_store
 from spacesync.booking_service.api.models import (
+    OutlookBusyView,
+    OutlookMeeting,
     Paired,
     PairingView,
     SyncError,
@@ -78,6 +81,7 @@ class ExchangePairing(ExchangeAdmin):
             space, location = found
             counts = await store.sync_counts(conn, space_id, now)
             error = await store.last_sync_error(conn, space_id)
+            picture, upcoming = await outlook_store.picture(conn, space_id, now, limit=100)
         summary = SyncSummary(
             future_slots=sum(counts.values()), not_reported=counts.get("not_reported", 0),
             pending=counts.get("pending", 0), synced=counts.get("synced", 0), failed=counts.get("failed", 0),
@@ -85,7 +89,12 @@ class ExchangePairing(ExchangeAdmin):
             last_error=SyncError(slot_id=error["id"], booking_id=error["booking_id"], error=error["sync_error"],
                                  attempts=error["sync_attempts"], at=error["synced_at"]) if error else None)
         return PairingView(space_id=space_id, location_connected=location["exchange_server"] is not None,
-                           resource=space["exchange_resource"], paired_at=space["paired_at"], sync=summary)
+                           resource=space["exchange_resource"], paired_at=space["paired_at"], sync=summary,
+                           outlook_busy=OutlookBusyView(
+                               sequence=picture["sequence"], mailbox=picture["mailbox"],
+                               window_start=picture["window_start"], window_end=picture["window_end"],
+                               observed_at=picture["observed_at"],
+                               upcoming=[OutlookMeeting(**meeting) for meeting in upcoming]))
 
 
 async def connected_space(db: Database, space_id: UUID) -> tuple[asyncpg.Record, asyncpg.Record, ExchangeConnection]:

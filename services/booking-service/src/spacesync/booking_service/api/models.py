@@ -22,6 +22,7 @@ from spacesync.booking_service.exchange_settings import check_server
 from spacesync.common.events.booking import BookingStatus, Patron, SlotStatus
 from spacesync.common.events.catalog import ExchangeAccess, ExchangeAuth, OpeningHours, TimeZoneName, TitleRule
 from spacesync.common.events.fields import PRINTABLE, Name, PersonName, UtcDatetime
+from spacesync.common.events.freebusy import OutlookBusyStatus
 
 Nickname = PersonName
 
@@ -277,12 +278,32 @@ class SyncSummary(BaseModel):
     last_error: SyncError | None = Field(description="The most recent slot of the space still failing")
 
 
+class OutlookMeeting(BaseModel):
+    start: AwareDatetime
+    end: AwareDatetime
+    status: OutlookBusyStatus
+    organizer: str | None = Field(description="Only when the location populates names from Outlook/Exchange")
+
+
+class OutlookBusyView(BaseModel):
+    """The room's busy time in Outlook/Exchange as the exchange-poller last reported it: bookings over it are
+    refused ('BUSY in Outlook')."""
+
+    sequence: int = Field(description="Sequence of the picture folded from exchange.freebusy; 0: none yet")
+    mailbox: str | None = Field(description="The resource mailbox read; None: not paired (or no picture yet)")
+    window_start: AwareDatetime | None
+    window_end: AwareDatetime | None
+    observed_at: AwareDatetime | None = Field(description="When Exchange was read")
+    upcoming: list[OutlookMeeting] = Field(description="Meetings that have not ended, the first 100")
+
+
 class PairingView(BaseModel):
     space_id: UUID
     location_connected: bool = Field(description="The space's location is connected to Outlook/Exchange")
     resource: str | None = Field(description="The paired resource mailbox; None: not paired")
     paired_at: AwareDatetime | None
     sync: SyncSummary
+    outlook_busy: OutlookBusyView
 
 
 class Paired(BaseModel):

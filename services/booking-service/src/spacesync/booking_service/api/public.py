@@ -17,6 +17,7 @@ from spacesync.booking_service.bookings import (
     BookingError,
     BookingNotFound,
     BookingService,
+    BusyInOutlook,
     InvalidBooking,
     SlotConflict,
     VersionMismatch,
@@ -112,6 +113,15 @@ def _problem(error: BookingError) -> tuple[str, Problem]:
             return "conflict", Problem(409, "Slot already booked", detail, type="/problems/slot-conflict",
                                        conflicts=[{"space_id": str(c.space_id), "start": c.start.isoformat(),
                                                    "end": c.end.isoformat()} for c in conflicts])
+        case BusyInOutlook(busy=busy):
+            # Times and the room only: the organizer of an Outlook meeting is nothing for a public answer.
+            reasons = [(f"body.slots.{b.slot}", f"{b.space_name} is BUSY in Outlook from {b.start:%Y-%m-%dT%H:%MZ} "
+                                                f"to {b.end:%Y-%m-%dT%H:%MZ}") for b in busy]
+            return "busy_in_outlook", Problem(
+                409, "BUSY in Outlook", "; ".join(reason for _, reason in reasons), type="/problems/busy-in-outlook",
+                errors=[FieldError(field=field, reason=reason) for field, reason in reasons],
+                busy=[{"slot": b.slot, "space_id": str(b.space_id), "start": b.start.isoformat(),
+                       "end": b.end.isoformat()} for b in busy])
         case BookingClosed(reason=reason):
             return "closed", Problem(409, "Booking closed", reason, type="/problems/booking-closed")
         case VersionMismatch(current=current):
