@@ -121,7 +121,7 @@ class Poller:
                     await asyncio.wait_for(self._stopping.wait(), self._config.debounce)
                 self._wake.clear()
                 try:
-                    await self._round()
+                    await self.catch_up()
                 except Exception:
                     log.exception("poller round failed; trying again")
                     self._catalog_changed = True
@@ -134,7 +134,8 @@ class Poller:
                 await reconciler
             await self._watches.close()
 
-    async def _round(self) -> None:
+    async def catch_up(self) -> None:
+        """Loads the catalog when it changed (new and changed rooms are read) and reads the rooms changed since."""
         if self._catalog_changed:
             self._catalog_changed = False
             await self._reload()
@@ -214,42 +215,47 @@ class Poller:
     # -- reading ------------------------------------------------------------------------------------------------------
 
     async def read(self, rooms: list[Room], *, trigger: str = "request") -> int:
-        """Reads the rooms (views one by one, free/busy in batches per server); returns how many failed."""
-        failures: list[bool] = []
+        """Reads the rooms (views one by one, free/busy in batches per server); returns how many failed. A room
+        whose calendar view is refused is read through free/busy from then on, starting with this read."""
+        failures = 0
+        views: list[tuple[Room, ExchangeServer]] = []
         by_server: dict[ExchangeServer, list[Room]] = {}
-        views: list[Room] = []
         for room in rooms:
             try:
                 server = self._server(room)
             except ExchangeError as error:
-                failures.append(await self._failed(room, error, ReadMode.VIEW))
+                failures += await self._failed(room, error, ReadMode.VIEW)
                 continue
             if self._modes.get(room.space_id) is ReadMode.FREE_BUSY:
                 by_server.setdefault(server, []).append(room)
             else:
-                views.append(room)
+                views.append((room, server))
+        outcomes = await asyncio.gather(*(self._read_view(room, server, trigger) for room, server in views))
+        for (room, server), outcome in zip(views, outcomes, strict=True):
+            if outcome is None:  # refused: free/busy rights only
+                log.info("calendar view refused: reading free/busy", extra={"space_id": room.space_id,
+                                                                            "mailbox": room.mailbox})
+                self._modes[room.space_id] = ReadMode.FREE_BUSY
+                by_server.setdefault(server, []).append(room)
+            else:
+                failures += outcome
         batches = [(server, group[i:i + reads.FREE_BUSY_BATCH]) for server, group in by_server.items()
                    for i in range(0, len(group), reads.FREE_BUSY_BATCH)]
-        outcomes = await asyncio.gather(*(self._read_view(room, trigger) for room in views),
-                                        *(self._read_free_busy(server, batch, trigger) for server, batch in batches))
-        return sum(failures) + sum(outcomes)
+        return failures + sum(await asyncio.gather(
+            *(self._read_free_busy(server, batch, trigger) for server, batch in batches)))
 
-    async def _read_view(self, room: Room, trigger: str) -> int:
+    async def _read_view(self, room: Room, server: ExchangeServer, trigger: str) -> int | None:
+        """0: read, 1: failed, None: the view was refused (access denied)."""
         async with self._slots:
             observed = self._clock()
             span = window(observed, self._config.horizon_days)
             metrics.READS.labels(ReadMode.VIEW.value, trigger).inc()
             try:
-                meetings = await reads.view(self._gateway, self._server(room), room.mailbox, span)
+                meetings = await reads.view(self._gateway, server, room.mailbox, span)
             except ExchangeError as error:
-                if error.problem is not ConnectionProblem.ACCESS_DENIED:
-                    return int(await self._failed(room, error, ReadMode.VIEW))
-                meetings = None
-        if meetings is None:
-            log.info("calendar view refused: reading free/busy", extra={"space_id": room.space_id,
-                                                                        "mailbox": room.mailbox})
-            self._modes[room.space_id] = ReadMode.FREE_BUSY
-            return await self._read_free_busy(self._server(room), [room], trigger)
+                if error.problem is ConnectionProblem.ACCESS_DENIED:
+                    return None
+                return await self._failed(room, error, ReadMode.VIEW)
         await self._apply(room, meetings, observed, span, ReadMode.VIEW)
         return 0
 
@@ -306,8 +312,8 @@ class Poller:
             self._records[space_id] = record
             self._read_ok[space_id] = observed
 
-    async def _failed(self, room: Room, error: ExchangeError, mode: ReadMode) -> bool:
-        """Counts and records a room's failed read; its last picture stays. Returns True (one failure)."""
+    async def _failed(self, room: Room, error: ExchangeError, mode: ReadMode) -> int:
+        """Counts and records a room's failed read; its last picture stays. Returns 1 (one failure)."""
         metrics.READ_ERRORS.labels(error.problem.value).inc()
         log.warning("room read failed: %s", error.message, extra={
             "space_id": room.space_id, "mailbox": room.mailbox, "problem": error.problem.value,
@@ -315,17 +321,17 @@ class Poller:
         record = self._records.get(room.space_id)
         message = f"{error.problem.value}: {error.message}"
         if record is not None and record.last_error == message:
-            return True
+            return 1
         try:
             async with self._db.acquire() as conn:
                 await store.record_read(conn, room.space_id, room.location_id, items_digest=None,
                                         read_mode=mode.value, error=message, at=self._clock())
         except Exception:
             log.exception("could not record a room's read error", extra={"space_id": room.space_id})
-            return True
+            return 1
         self._records[room.space_id] = replace(record, last_error=message) if record is not None else RoomRecord(
             room.location_id, None, None, None, 0, message)
-        return True
+        return 1
 
     async def _retract(self, space_id: str, record: RoomRecord) -> None:
         """The space is no longer paired (or its location no longer connected): one empty picture, no mailbox."""
