@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Any
 
@@ -19,9 +20,10 @@ from booking_outlook_helpers import (
     refusals,
 )
 
+from spacesync.booking_service import outlook_store
 from spacesync.common.events import OutlookBusyStatus
 from spacesync.common.kafka import dlq_topic
-from spacesync.testing import KafkaReader
+from spacesync.testing import KafkaReader, wait_until
 
 
 def busy_problem(response: Any, field: str) -> dict[str, Any]:
@@ -119,6 +121,27 @@ async def test_an_unpaired_space_picture_clears_its_outlook_busy_time(service: S
     view = await folded(service, room, 8)
     assert (view["mailbox"], view["upcoming"]) == (None, [])
     assert (await service.http.post("/v1/bookings", json=request)).status_code == 201
+
+
+async def test_a_booking_checked_while_a_picture_is_folded_waits_for_it_and_sees_it(
+        service: Service, room: Room) -> None:
+    db = service.running.app.state.db
+    async with db.acquire() as fold, fold.transaction():
+        assert await outlook_store.fold_picture(fold, picture(room, 50, meeting(at(8, 14))))
+        booking_task = asyncio.create_task(
+            service.http.post("/v1/bookings", json=booking(slot(room.space_id, at(8, 14)))))
+        await wait_until(lambda: _waiting_for_the_picture(service), message="booking waits for the fold")
+        assert not booking_task.done()
+    # Without the lock the booking would have read the picture before this one and been accepted.
+    busy_problem(await booking_task, "body.slots.0")
+
+
+async def _waiting_for_the_picture(service: Service) -> bool:
+    async with service.running.app.state.db.acquire() as conn:
+        waiting: bool = await conn.fetchval(
+            "SELECT count(*) > 0 FROM pg_stat_activity WHERE datname = current_database()"
+            " AND wait_event_type = 'Lock' AND query LIKE '%FROM outlook_pictures%FOR SHARE'")
+    return waiting
 
 
 async def test_bad_busy_pictures_go_to_the_dlq_and_the_fold_goes_on(service: Service, room: Room) -> None:
