@@ -91,7 +91,7 @@ async def test_moving_a_slot_onto_outlook_busy_time_is_refused_and_unmoved_slots
 async def test_the_newest_picture_decides_and_stale_or_repeated_ones_change_nothing(
         service: Service, room: Room) -> None:
     request = booking(slot(room.space_id, at(5, 12)))
-    await publish_picture(service, picture(room, 100, meeting(at(5, 12))))
+    await publish_picture(service, picture(room, 100, meeting(at(5, 12)), meeting(at(5, 16))))
     await folded(service, room, 100)
     busy_problem(await service.http.post("/v1/bookings", json=request), "body.slots.0")
 
@@ -99,13 +99,14 @@ async def test_the_newest_picture_decides_and_stale_or_repeated_ones_change_noth
     await publish_picture(service, picture(room, 99))
     await publish_picture(service, picture(room, 100))
     await freebusy_consumed(service)
-    assert len((await outlook_busy(service, room))["upcoming"]) == 1
+    assert len((await outlook_busy(service, room))["upcoming"]) == 2
     busy_problem(await service.http.post("/v1/bookings", json=request), "body.slots.0")
 
-    # The meeting was moved in Outlook: the newer picture replaces the whole busy set.
-    await publish_picture(service, picture(room, 101, meeting(at(5, 14))))
+    # The 12:00 meeting was moved in Outlook, the 16:00 one got its organizer: the newer picture replaces the
+    # whole busy set.
+    await publish_picture(service, picture(room, 101, meeting(at(5, 14)), meeting(at(5, 16), organizer="Ada")))
     view = await folded(service, room, 101)
-    assert [_time(m["start"]) for m in view["upcoming"]] == [at(5, 14)]
+    assert [(_time(m["start"]), m["organizer"]) for m in view["upcoming"]] == [(at(5, 14), None), (at(5, 16), "Ada")]
     assert (await service.http.post("/v1/bookings", json=request)).status_code == 201
     busy_problem(await service.http.post("/v1/bookings", json=booking(slot(room.space_id, at(5, 14)))),
                  "body.slots.0")

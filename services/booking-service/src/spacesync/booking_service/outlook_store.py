@@ -59,15 +59,23 @@ async def fold_picture(conn: Conn, picture: FreeBusyState) -> bool:
         picture.observed_at)
     if space_id is None:
         return False
-    await conn.execute("DELETE FROM outlook_busy WHERE space_id = $1", space_id)
-    if picture.busy:
-        await conn.execute(
-            "INSERT INTO outlook_busy (space_id, during, status, organizer)"
-            " SELECT $1, tstzrange(b.start_at, b.end_at), b.status, b.organizer"
-            "   FROM unnest($2::timestamptz[], $3::timestamptz[], $4::text[], $5::text[])"
-            "        AS b(start_at, end_at, status, organizer)",
-            space_id, [b.start for b in picture.busy], [b.end for b in picture.busy],
-            [b.status.value for b in picture.busy], [b.organizer for b in picture.busy])
+    # Only the difference is written: a picture usually differs from the last one by a meeting or two, and
+    # bookings into the room wait for this transaction.
+    await conn.execute(
+        "WITH new AS ("
+        "   SELECT tstzrange(b.start_at, b.end_at) AS during, b.status, b.organizer"
+        "     FROM unnest($2::timestamptz[], $3::timestamptz[], $4::text[], $5::text[])"
+        "          AS b(start_at, end_at, status, organizer)),"
+        " gone AS ("
+        "   DELETE FROM outlook_busy o WHERE o.space_id = $1 AND NOT EXISTS ("
+        "     SELECT 1 FROM new WHERE (new.during, new.status) = (o.during, o.status)"
+        "        AND new.organizer IS NOT DISTINCT FROM o.organizer))"
+        " INSERT INTO outlook_busy (space_id, during, status, organizer)"
+        " SELECT $1, new.during, new.status, new.organizer FROM new WHERE NOT EXISTS ("
+        "   SELECT 1 FROM outlook_busy o WHERE o.space_id = $1 AND (o.during, o.status) = (new.during, new.status)"
+        "      AND o.organizer IS NOT DISTINCT FROM new.organizer)",
+        space_id, [b.start for b in picture.busy], [b.end for b in picture.busy],
+        [b.status.value for b in picture.busy], [b.organizer for b in picture.busy])
     return True
 
 
