@@ -123,8 +123,8 @@ class Service:
 
 
 def key(at: datetime) -> str:
-    """A slot's start as the API writes it."""
-    return at.astimezone(UTC).isoformat()
+    """A time as the API writes it (UTC, Z)."""
+    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def booking(*slots: tuple[str, datetime, int], version: int = 1, status: BookingStatus = BookingStatus.CONFIRMED,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import orjson
 from availability_helpers import (
     ADMIN,
     Service,
@@ -17,7 +18,10 @@ from availability_helpers import (
     picture,
 )
 
+from spacesync.common.events import Topic
 from spacesync.common.events.booking import BookingStatus
+from spacesync.common.kafka import dlq_topic
+from spacesync.testing import KafkaReader, wait_until
 
 
 async def test_outlook_busy_time_closes_slots_and_a_newer_picture_reopens_them(service: Service) -> None:
@@ -36,7 +40,8 @@ async def test_outlook_busy_time_closes_slots_and_a_newer_picture_reopens_them(s
     assert admin[key(ten)]["reason"] == "BUSY in Outlook"
     assert admin[key(eleven)]["organizer"] == "Grace Hopper"
     assert admin[key(local(day, 12))] == {"start": key(local(day, 12)), "end": key(local(day, 13)),
-                                          "state": "available", "reason": None}
+                                          "state": "available", "reason": None, "booking": None,
+                                          "organizer": None}
 
     await service.publish("freebusy.changed", picture(place, 6))  # the meeting was deleted in Outlook
     await service.settled()
@@ -129,10 +134,11 @@ async def test_bad_requests_get_problem_details(service: Service) -> None:
     await service.settled()
     client = service.running.client
     day = a_future_day()
+    path = f"/v1/spaces/{place.space_id}/slots"
     cases = [
-        (f"/v1/spaces/{place.space_id}/slots", {"start": day.isoformat(), "end": (day + timedelta(days=31)).isoformat()},
+        (path, {"start": day.isoformat(), "end": (day + timedelta(days=31)).isoformat()},
          None, 422, "32 days asked for; at most 31"),
-        (f"/v1/spaces/{place.space_id}/slots", {"start": day.isoformat(), "end": (day - timedelta(days=1)).isoformat()},
+        (path, {"start": day.isoformat(), "end": (day - timedelta(days=1)).isoformat()},
          None, 422, "is before start"),
         (f"/v1/spaces/{place.space_id}/slots", {"start": "tomorrow"}, None, 422, "query.start"),
         (f"/v1/spaces/{place.space_id}/slots", {}, None, 422, "query.start"),
@@ -142,9 +148,9 @@ async def test_bad_requests_get_problem_details(service: Service) -> None:
         (f"/v1/admin/spaces/{place.space_id}/slots", {"start": day.isoformat()},
          {"Authorization": "Bearer wrong"}, 401, "not valid"),
     ]
-    for path, params, headers, status, detail in cases:
-        response = await client.get(path, params=params, headers=headers)
-        assert response.status_code == status, (path, params, response.text)
+    for url, params, headers, status, detail in cases:
+        response = await client.get(url, params=params, headers=headers)
+        assert response.status_code == status, (url, params, response.text)
         assert response.headers["content-type"] == "application/problem+json"
         assert detail in response.json()["detail"], response.json()
     response = await client.get(f"/v1/admin/spaces/{place.space_id}/slots", params={"start": day.isoformat()},
@@ -162,8 +168,41 @@ async def test_metrics_show_folds_event_age_and_consumer_lag(service: Service) -
         lag = f'spacesync_availability_consumer_lag{{topic="{service.settings.kafka.topic("booking.events")}"}} 0.0'
         return text if lag in text else None
 
-    from spacesync.testing import wait_until
-
     text = await wait_until(metrics, timeout=30, message="consumer lag measured as 0")
     assert 'spacesync_availability_events_folded_total{type="booking.created"}' in text
     assert 'spacesync_availability_event_age_seconds_count{topic="booking.events"}' in text
+
+
+async def test_bad_events_go_to_the_dlq_and_the_fold_goes_on(service: Service) -> None:
+    [place] = await service.place()
+    day = a_future_day()
+    headers = {"ce_specversion": "1.0", "ce_source": "/broken", "content-type": "application/json"}
+    good = booking((place.space_id, local(day, 9), 60))
+    ends_before_start = good.model_dump(mode="json")
+    ends_before_start["slots"][0]["end"] = ends_before_start["slots"][0]["start"]
+    unpaired_but_busy = picture(place, 9).model_dump(mode="json") | {
+        "mailbox": None, "busy": [{"start": key(local(day, 10)), "end": key(local(day, 11)), "status": "Busy"}]}
+    bad = [
+        (Topic.BOOKING_EVENTS, b"{not json", {"ce_type": "booking.created", "ce_id": "bad-json"}, "not JSON"),
+        (Topic.BOOKING_EVENTS, orjson.dumps(ends_before_start), {"ce_type": "booking.created", "ce_id": "bad-slot"},
+         "end must be after start"),
+        (Topic.BOOKING_EVENTS, orjson.dumps(good.model_dump(mode="json")), {"ce_type": "space.upserted",
+                                                                            "ce_id": "wrong-topic"},
+         "belongs on catalog.events"),
+        (Topic.EXCHANGE_FREEBUSY, orjson.dumps(unpaired_but_busy), {"ce_type": "freebusy.changed", "ce_id": "bad-fb"},
+         "a space without a mailbox has no Outlook busy time"),
+        (Topic.CATALOG_EVENTS, b"{}", {"ce_type": "location.deleted", "ce_id": "unknown-type"}, "unknown ce_type"),
+    ]
+    dlq_topics = [dlq_topic(service.settings.kafka.topic(t.value)) for t in
+                  (Topic.BOOKING_EVENTS, Topic.EXCHANGE_FREEBUSY, Topic.CATALOG_EVENTS)]
+    async with KafkaReader(service.settings.kafka.bootstrap_servers, *dlq_topics) as dlq:
+        for topic, value, extra, _ in bad:
+            await service.produce(topic, value, key=place.space_id, headers=headers | extra)
+        await service.publish("booking.created", good)  # after the bad ones: still folded
+        await service.settled()
+        records = await dlq.wait_for(lambda r: r.headers.get("ce_source") == "/broken", count=len(bad))
+    reasons = {r.headers["ce_id"]: r.headers["dlq_reason"] for r in records}
+    for _, _, extra, reason in bad:
+        assert reason in reasons[extra["ce_id"]], reasons
+    assert {r.headers["dlq_consumer_group"] for r in records} == {service.settings.consumer_group}
+    assert not (await service.public_slots(place.space_id, day))[key(local(day, 9))]

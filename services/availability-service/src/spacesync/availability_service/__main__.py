@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m spacesync.availability_service")
     commands = parser.add_subparsers(dest="command")
     replay = commands.add_parser("rebuild", help="replay the topics from the beginning into a fresh schema")
-    replay.add_argument("--schema", help="the new schema (default: <SPACESYNC_SCHEMA_NAME>_rebuild_<time>)")
+    replay.add_argument("--schema", help="the new schema (default: <SPACESYNC_SCHEMA_NAME>_rebuild_<UTC time>)")
     replay.add_argument("--compare", action="store_true",
                         help="then compare its views with the live schema's (exit code 1 when they differ)")
     args = parser.parse_args(argv)

@@ -6,13 +6,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import APIRouter, Depends, Query
-from fastapi.responses import ORJSONResponse
+from pydantic import BaseModel, Field
 
 from spacesync.availability_service import store
-from spacesync.availability_service.domain import RangeError, Slot, check_range, day_bounds, slot_grid
+from spacesync.availability_service.domain import RangeError, Slot, SlotState, check_range, day_bounds, slot_grid
 from spacesync.common.db import Database
 from spacesync.common.db.pool import Conn
 from spacesync.common.http import Problem
@@ -22,18 +22,64 @@ StartDay = Annotated[date, Query(description="First local day of the location (Y
 EndDay = Annotated[date | None, Query(description="Last local day, inclusive (default: the start day)")]
 
 
+class PublicSlot(BaseModel):
+    start: datetime
+    end: datetime
+    available: bool
+
+
+class SlotBooking(BaseModel):
+    source: str = Field(description="ce_source of the booking's producer (booking ids are unique per source)")
+    booking_id: str
+    patron: str = Field(description="The patron's name")
+    public_nickname: str | None
+
+
+class AdminSlot(BaseModel):
+    start: datetime
+    end: datetime
+    state: SlotState
+    reason: str | None = Field(description="booked, 'BUSY in Outlook', why it is closed; None when available")
+    booking: SlotBooking | None = None
+    organizer: str | None = Field(default=None, description="Of the Outlook meeting, when Exchange gives it")
+
+
+SlotT = TypeVar("SlotT", PublicSlot, AdminSlot)
+
+
+class SpaceSlots(BaseModel, Generic[SlotT]):
+    space_id: str
+    name: str
+    slots: list[SlotT]
+
+
+class SpaceView(BaseModel, Generic[SlotT]):
+    space_id: str
+    location_id: str
+    timezone: str = Field(description="The location's IANA zone: days are its local days; times are UTC")
+    start: date
+    end: date
+    slots: list[SlotT]
+
+
+class LocationView(BaseModel, Generic[SlotT]):
+    location_id: str
+    timezone: str
+    start: date
+    end: date
+    spaces: list[SpaceSlots[SlotT]]
+
+
 def public_slot(slot: Slot) -> dict[str, Any]:
     return {"start": slot.start, "end": slot.end, "available": slot.available}
 
 
 def admin_slot(slot: Slot) -> dict[str, Any]:
-    view: dict[str, Any] = {"start": slot.start, "end": slot.end, "state": slot.state.value, "reason": slot.reason}
-    if slot.booking is not None:
-        view["booking"] = {"source": slot.booking.source, "booking_id": slot.booking.booking_id,
-                           "patron": slot.booking.patron, "public_nickname": slot.booking.nickname}
-    if slot.organizer is not None:
-        view["organizer"] = slot.organizer
-    return view
+    booking = slot.booking
+    return {"start": slot.start, "end": slot.end, "state": slot.state, "reason": slot.reason,
+            "organizer": slot.organizer,
+            "booking": None if booking is None else {"source": booking.source, "booking_id": booking.booking_id,
+                                                     "patron": booking.patron, "public_nickname": booking.nickname}}
 
 
 @dataclass
@@ -88,36 +134,38 @@ class SlotViews:
 
 
 def public_router(views: SlotViews) -> APIRouter:
-    router = APIRouter(prefix="/v1", tags=["public"], default_response_class=ORJSONResponse,
+    router = APIRouter(prefix="/v1", tags=["public"],
                        responses={k: PROBLEM_RESPONSES[k] for k in (404, 422)})
 
-    @router.get("/spaces/{space_id}/slots", summary="A space's slots on local days: available or not")
-    async def space_slots(space_id: str, start: StartDay, end: EndDay = None) -> ORJSONResponse:
+    @router.get("/spaces/{space_id}/slots", summary="A space's slots on local days: available or not",
+                response_model=SpaceView[PublicSlot])
+    async def space_slots(space_id: str, start: StartDay, end: EndDay = None) -> dict[str, Any]:
         first, last = views.days(start, end)
-        return ORJSONResponse(await views.space(space_id, first, last, public_slot))
+        return await views.space(space_id, first, last, public_slot)
 
-    @router.get("/locations/{location_id}/slots", summary="Every space of a location: slots on local days")
-    async def location_slots(location_id: str, start: StartDay, end: EndDay = None) -> ORJSONResponse:
+    @router.get("/locations/{location_id}/slots", summary="Every space of a location: slots on local days",
+                response_model=LocationView[PublicSlot])
+    async def location_slots(location_id: str, start: StartDay, end: EndDay = None) -> dict[str, Any]:
         first, last = views.days(start, end)
-        return ORJSONResponse(await views.location(location_id, first, last, public_slot))
+        return await views.location(location_id, first, last, public_slot)
 
     return router
 
 
 def admin_router(views: SlotViews, require_admin: Any) -> APIRouter:
     router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)],
-                       default_response_class=ORJSONResponse,
                        responses={k: PROBLEM_RESPONSES[k] for k in (401, 404, 422)})
 
-    @router.get("/spaces/{space_id}/slots",
+    @router.get("/spaces/{space_id}/slots", response_model=SpaceView[AdminSlot],
                 summary="A space's slots with state and reason: booked (by whom), 'BUSY in Outlook', closed")
-    async def space_slots(space_id: str, start: StartDay, end: EndDay = None) -> ORJSONResponse:
+    async def space_slots(space_id: str, start: StartDay, end: EndDay = None) -> dict[str, Any]:
         first, last = views.days(start, end)
-        return ORJSONResponse(await views.space(space_id, first, last, admin_slot))
+        return await views.space(space_id, first, last, admin_slot)
 
-    @router.get("/locations/{location_id}/slots", summary="Every space of a location: slots with state and reason")
-    async def location_slots(location_id: str, start: StartDay, end: EndDay = None) -> ORJSONResponse:
+    @router.get("/locations/{location_id}/slots", summary="Every space of a location: slots with state and reason",
+                response_model=LocationView[AdminSlot])
+    async def location_slots(location_id: str, start: StartDay, end: EndDay = None) -> dict[str, Any]:
         first, last = views.days(start, end)
-        return ORJSONResponse(await views.location(location_id, first, last, admin_slot))
+        return await views.location(location_id, first, last, admin_slot)
 
     return router

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
 from spacesync.availability_service.handlers import READERS, Batch, folds
 from spacesync.availability_service.settings import AvailabilitySettings
@@ -53,7 +53,7 @@ class RebuildReport:
 
 async def rebuild(settings: AvailabilitySettings, *, schema: str | None = None,
                   compare: bool = False) -> RebuildReport:
-    schema = schema or f"{settings.schema_name}_rebuild_{datetime.now(UTC):%Y%m%d%H%M%S}"
+    schema = schema or f"{settings.schema_name}_rebuild_{datetime.now(UTC):%Y%m%d_%H%M%S_%f}"
     dsn = settings.postgres.dsn.get_secret_value()
     await _require_fresh(dsn, schema)
     await migrate_service(dsn, schema, PACKAGE, "availability")
@@ -84,14 +84,12 @@ async def _require_fresh(dsn: str, schema: str) -> None:
 async def _replay(settings: AvailabilitySettings, db: Database, report: RebuildReport) -> None:
     handlers = folds(db)
     topic_of = {settings.kafka.topic(topic.value): topic for topic in handlers}
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers, group_id=None,
+    # Without a group, aiokafka assigns every partition of the topics and commits nothing.
+    consumer = AIOKafkaConsumer(*topic_of, bootstrap_servers=settings.kafka.bootstrap_servers, group_id=None,
                                 enable_auto_commit=False, auto_offset_reset="earliest")
     await consumer.start()
     try:
-        await consumer.topics()  # loads the cluster's metadata; a topic that does not exist has nothing to replay
-        partitions = [TopicPartition(name, p) for name in topic_of
-                      for p in sorted(consumer.partitions_for_topic(name) or ())]
-        consumer.assign(partitions)
+        partitions = sorted(consumer.assignment())
         ends = await consumer.end_offsets(partitions)
         await consumer.seek_to_beginning(*partitions)
         remaining = {tp for tp, end in ends.items() if end > 0}
