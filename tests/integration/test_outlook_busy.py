@@ -14,7 +14,18 @@ from typing import Any
 
 import pytest
 from availability_helpers import availability_settings
-from booking_helpers import ADMIN, ADMIN_TOKEN, SECRET_KEY, Room, Service, at, booking, make_room, service_settings, slot
+from booking_helpers import (
+    ADMIN,
+    ADMIN_TOKEN,
+    SECRET_KEY,
+    Room,
+    Service,
+    at,
+    booking,
+    make_room,
+    service_settings,
+    slot,
+)
 from exchangelib import close_connections
 from fastapi import FastAPI
 from poller_helpers import poller_settings
