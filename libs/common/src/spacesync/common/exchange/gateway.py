@@ -27,7 +27,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from spacesync.common.events.catalog import ExchangeAccess
-from spacesync.common.exchange import availability, calendar, metrics, probe
+from spacesync.common.exchange import availability, calendar, metrics, probe, subscriptions
 from spacesync.common.exchange.calendar import MailboxCalendar
 from spacesync.common.exchange.errors import DEFAULT_BACK_OFF, Call, classify, throttled
 from spacesync.common.exchange.model import (
@@ -42,10 +42,12 @@ from spacesync.common.exchange.model import (
     ItemRef,
     Rejected,
 )
+from spacesync.common.exchange.subscriptions import Subscription
 from spacesync.common.exchange.transport import (
     GatewayProtocol,
     cached_protocol,
     configuration,
+    fresh_protocol,
     http_timeout,
     protocol_class,
     redact_exchangelib_logs,
@@ -227,6 +229,37 @@ class ExchangeGateway:
             for name in names:
                 result[name] = answer
         return result
+
+    # -- calendar subscriptions (CalendarWatch) ----------------------------------------------------------------------
+
+    async def subscribe(self, server: ExchangeServer, mailbox: str, *, streaming: bool,
+                        timeout_minutes: int = 30) -> Subscription:
+        """A streaming or pull subscription on the mailbox's calendar (pull: expires when not polled for
+        `timeout_minutes`)."""
+        state = self._state(server)
+        return await self._call(Call(server, "subscribe", mailbox), lambda: subscriptions.subscribe(
+            self._target(state, mailbox).account, mailbox.strip(), streaming, timeout_minutes))
+
+    async def pull_events(self, server: ExchangeServer, mailbox: str,
+                          subscription: Subscription) -> tuple[bool, Subscription]:
+        """GetEvents of a pull subscription (all pages): whether the calendar changed, and the subscription with its
+        next watermark. Raises SubscriptionLost when Exchange no longer has it."""
+        state = self._state(server)
+        return await self._call(Call(server, "get_events", mailbox), lambda: subscriptions.pull(
+            self._target(state, mailbox).account, subscription))
+
+    async def unsubscribe(self, server: ExchangeServer, mailbox: str, subscription_id: str) -> None:
+        state = self._state(server)
+        await self._call(Call(server, "unsubscribe", mailbox), lambda: subscriptions.unsubscribe(
+            self._target(state, mailbox).account, subscription_id))
+
+    def streaming_protocol(self, server: ExchangeServer) -> GatewayProtocol:
+        """A Protocol of its own (outside exchangelib's cache) for a group's GetStreamingEvents connections: a stream
+        holds its connection for minutes and must never take one of the gateway's. Two sessions: while a new connection
+        takes the subscriptions over, the old one is read to its end. Close it after."""
+        with self._versions_lock:
+            known = self._versions.get(server.endpoint)
+        return fresh_protocol(self._protocol_cls, configuration(server, 2, version=known.copy() if known else None))
 
     # -- lifecycle ----------------------------------------------------------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 REQUESTS = Counter(
     "spacesync_ews_requests",
@@ -19,4 +19,20 @@ REQUEST_SECONDS = Histogram(
 THROTTLED = Counter(
     "spacesync_ews_throttled",
     "Exchange answers asking the gateway to back off (ErrorServerBusy, HTTP 503)",
+)
+NOTIFICATIONS = Counter(
+    "spacesync_ews_notifications",
+    "Calendar change notifications received (a streamed notification, or a GetEvents round with changes), by mode",
+    ["mode"],
+)
+SUBSCRIPTIONS = Gauge(
+    "spacesync_ews_subscriptions",
+    "Calendar subscriptions held by CalendarWatch, by mode (streaming, pull)",
+    ["mode"],
+)
+RESUBSCRIBES = Counter(
+    "spacesync_ews_resubscribes",
+    "Calendars read again because events may have been missed, by reason (lost: Exchange dropped the "
+    "subscription; missed: it lost events; dropped: a stream connection failed)",
+    ["reason"],
 )
