@@ -54,6 +54,21 @@ async def test_moving_and_cancelling_in_outlook_reopens_the_time(poller: PollerU
     assert picture["mailbox"] == place.mailbox
 
 
+async def test_notifications_reread_the_room_without_waiting_for_the_reconciliation(
+        poller: PollerUnderTest) -> None:
+    place = await poller.place()  # the fixture's reconciliation interval is an hour
+    await wait_until(lambda: poller.poller.notification_mode(place.mailbox) == "streaming", timeout=30,
+                     message="a streaming subscription on the room")
+
+    meeting = await poller.admin.book_meeting(place.mailbox, at(10, 9), at(10, 10))
+    await poller.reader.wait_for(lambda r: r.key == place.space_id and len(r.json["busy"]) == 1)
+
+    await poller.admin.cancel_meeting(place.mailbox, meeting["id"])
+    emptied = await poller.reader.wait_for(lambda r: r.key == place.space_id and r.json["busy"] == [], count=2)
+    assert emptied[-1].json["mailbox"] == place.mailbox
+    assert poller.poller.read_mode(place.space_id) is ReadMode.VIEW
+
+
 async def test_a_weekly_series_holds_every_occurrence_in_the_window(poller: PollerUnderTest) -> None:
     place = await poller.place()
     first = at(1, 16)
@@ -138,7 +153,8 @@ async def test_unpairing_publishes_one_empty_picture_without_mailbox(poller: Pol
 
     unpaired = place.space.model_copy(update={"version": 2, "exchange_resource": None, "paired_at": None})
     await poller.publish("space.unpaired", unpaired)
-    await wait_until(lambda: place.space_id not in poller.poller.rooms, message="unpairing seen")
+    await wait_until(lambda: poller.poller.sequence(place.space_id) != before["sequence"],
+                     message="the unpaired space's picture recorded")
 
     after = await poller.picture(place.space_id, reconcile=False)
     assert after["mailbox"] is None
@@ -161,16 +177,34 @@ async def test_free_busy_rights_only_read_through_availability_without_names(pol
 
 async def test_a_room_that_fails_keeps_its_picture_and_never_stops_the_others(poller: PollerUnderTest) -> None:
     good = await poller.place()
+    throttled = await poller.place()
     gone = await poller.place(mailbox="nobody@rooms.example.org")
-    await poller.admin.book_meeting(good.mailbox, at(9, 9), at(9, 10))
+    await poller.admin.book_meeting(throttled.mailbox, at(9, 7), at(9, 8))
+    kept = await poller.picture(throttled.space_id)
+    fault = await poller.admin.add_fault(kind="server_busy", scope="mailbox", target=throttled.mailbox,
+                                         back_off_ms=10)
+    try:
+        await poller.admin.book_meeting(good.mailbox, at(9, 9), at(9, 10))
+        await poller.admin.book_meeting(throttled.mailbox, at(9, 11), at(9, 12))
 
-    picture = await poller.picture(good.space_id)
+        picture = await poller.picture(good.space_id)
 
-    assert periods(picture) == [(at(9, 9), at(9, 10), "Busy")]
-    error = poller.poller.last_error(gone.space_id)
-    assert error is not None
-    assert error.startswith("mailbox_not_found")
-    assert poller.poller.sequence(gone.space_id) is None  # nothing published for it
+        assert periods(picture) == [(at(9, 9), at(9, 10), "Busy")]
+        assert (poller.poller.last_error(throttled.space_id) or "").startswith("throttled")
+        assert poller.poller.sequence(throttled.space_id) == kept["sequence"]  # the last good picture stays
+        assert (poller.poller.last_error(gone.space_id) or "").startswith("mailbox_not_found")
+        assert poller.poller.sequence(gone.space_id) is None  # nothing published for it
+        poller.poller.refresh_gauges()
+        metrics = (await poller.running.client.get("/metrics")).text
+        assert 'spacesync_poller_read_errors_total{problem="throttled"}' in metrics
+        assert 'spacesync_poller_read_errors_total{problem="mailbox_not_found"}' in metrics
+        assert f'spacesync_poller_picture_age_seconds{{space_id="{good.space_id}"}}' in metrics
+    finally:
+        await poller.admin.remove_fault(fault)
+
+    recovered = await poller.picture(throttled.space_id)
+    assert periods(recovered) == [(at(9, 7), at(9, 8), "Busy"), (at(9, 11), at(9, 12), "Busy")]
+    assert poller.poller.last_error(throttled.space_id) is None
 
 
 async def test_a_malformed_catalog_event_goes_to_the_dead_letter_topic(poller: PollerUnderTest) -> None:

@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from spacesync.common.db import Database, migrate_service
 from spacesync.common.events import Topic
 from spacesync.common.exchange import ExchangeGateway
+from spacesync.common.exchange.notifications import CalendarWatch
 from spacesync.common.http import HealthChecks, health_router, install_problem_handlers
 from spacesync.common.kafka import BrokerConnection, BrokerSender, create_broker, subscribe_event_batches
 from spacesync.common.loop_lag import watch_event_loop
@@ -30,7 +31,9 @@ GAUGE_INTERVAL_SECONDS = 15.0
 
 
 def watch_factory(gateway: ExchangeGateway, settings: PollerSettings) -> WatchFactory | None:
-    return None
+    if not settings.notifications:
+        return None
+    return lambda server, on_change: CalendarWatch(gateway, server, on_change, settings.watch)
 
 
 def create_app(settings: PollerSettings) -> FastAPI:

@@ -177,6 +177,11 @@ class Poller:
                 self._dirty.add(space_id)
                 if old is None or (old.mailbox, old.connection) != (room.mailbox, room.connection):
                     self._modes.pop(space_id, None)  # a new pairing or new rights: the calendar view first
+                record = self._records.get(space_id)
+                if record is not None and (old is None or (old.mailbox, old.paired_at) != (room.mailbox,
+                                                                                            room.paired_at)):
+                    # The fold forgot the first-seen times of a new pairing: the next read records them afresh.
+                    self._records[space_id] = replace(record, items_digest=None)
         gone = [s for s in self._rooms if s not in wanted]
         self._rooms = wanted
         self._by_mailbox = {}
@@ -369,6 +374,9 @@ class Poller:
 
     def read_mode(self, space_id: str) -> ReadMode:
         return self._modes.get(space_id, ReadMode.VIEW)
+
+    def notification_mode(self, mailbox: str) -> str:
+        return self._watches.mode(mailbox)
 
     def sequence(self, space_id: str) -> int | None:
         """The sequence of the space's last published picture."""

@@ -3,6 +3,7 @@
 from pydantic import Field
 
 from spacesync.common.exchange import GatewaySettings
+from spacesync.common.exchange.notifications import WatchSettings
 from spacesync.common.secrets import SecretKeys
 from spacesync.common.settings import EventServiceSettings
 
@@ -21,3 +22,4 @@ class PollerSettings(EventServiceSettings):
     debounce_seconds: float = Field(default=0.5, ge=0, description="Changes of a room within this time: one read")
     notifications: bool = Field(default=True, description="Subscribe to calendar notifications (streaming or pull)")
     exchange: GatewaySettings = Field(default_factory=GatewaySettings)
+    watch: WatchSettings = Field(default_factory=WatchSettings)  # SPACESYNC_EXCHANGE_WATCH_*

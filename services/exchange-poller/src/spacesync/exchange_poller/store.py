@@ -26,6 +26,7 @@ async def fold_space(conn: Conn, space: SpaceState) -> bool:
     old = SpaceState.model_validate(previous) if previous is not None else None
     if old is None or (old.exchange_resource, old.paired_at) != (space.exchange_resource, space.paired_at):
         await conn.execute("DELETE FROM first_seen WHERE space_id = $1", space.space_id)
+        await conn.execute("UPDATE rooms SET items_digest = NULL WHERE space_id = $1", space.space_id)
     return True
 
 

@@ -7,19 +7,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection
 from typing import Protocol
 
 from spacesync.common.exchange import ExchangeServer
 
 log = logging.getLogger(__name__)
 NO_NOTIFICATIONS = "none"
+RESTART_SECONDS = 30.0  # a watch that stopped on an unexpected error starts again after this
 
 
 class Watch(Protocol):
-    def watch(self, mailboxes: Iterable[str]) -> None: ...
+    def watch(self, mailboxes: Collection[str]) -> None: ...
     async def run(self) -> None: ...
-    def mode(self, mailbox: str) -> str | None: ...
+    def mode(self, mailbox: str) -> str: ...
     async def close(self) -> None: ...
 
 
@@ -51,7 +52,7 @@ class Watches:
     def mode(self, mailbox: str) -> str:
         for watch, _ in self._watches.values():
             found = watch.mode(mailbox)
-            if found is not None:
+            if found != NO_NOTIFICATIONS:
                 return found
         return NO_NOTIFICATIONS
 
@@ -61,12 +62,16 @@ class Watches:
 
     @staticmethod
     async def _run(server: ExchangeServer, watch: Watch) -> None:
-        try:
-            await watch.run()
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # the reconciliation still covers the rooms of this server
-            log.exception("calendar watch stopped", extra={"exchange_server": server.key})
+        while True:
+            try:
+                await watch.run()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # meanwhile the reconciliation still covers the rooms of this server
+                log.exception("calendar watch stopped; starting it again in %.0f s", RESTART_SECONDS,
+                              extra={"exchange_server": server.key})
+            await asyncio.sleep(RESTART_SECONDS)
 
     @staticmethod
     async def _stop(watch: Watch, task: asyncio.Task[None]) -> None:
