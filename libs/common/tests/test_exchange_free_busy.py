@@ -42,6 +42,8 @@ def test_windows_cut_at_62_days() -> None:
     assert second == (at(0, days=62), at(0, days=100))
     with pytest.raises(ValueError, match="before it starts"):
         windows(at(1), at(1))
+    with pytest.raises(ValueError, match="timezone-aware"):
+        windows(at(0).replace(tzinfo=None), at(1))
 
 
 # -- against the simulator ----------------------------------------------------------------------------------------

@@ -251,6 +251,21 @@ async def test_a_subscription_the_server_drops_is_made_again_and_reported(
 
 
 @pytest.mark.integration
+async def test_a_pull_subscription_that_fell_behind_is_made_again_and_reported(
+        simulator: EmbeddedSimulator, admin: SimulatorAdmin, watching: Callable[[WatchSettings], Watching]) -> None:
+    on_loop(simulator, lambda state: setattr(state.subscriptions, "history_size", 3))  # events kept per mailbox
+    watched = watching(fast(streaming=False, pull_interval_seconds=2.0)).start(room(3))
+    await watched.reported(room(3), "the first report")
+    [first] = subscriptions_of(simulator, room(3))
+    lost_before = sample("spacesync_ews_resubscribes_total", reason="lost")
+    for hour in range(5):  # more changes than Exchange keeps before the next poll: ErrorReadEventsFailed
+        await admin.book_meeting(room(3), at(hour), at(hour + 0.5))
+    await watched.reported(room(3), "the report after subscribing again")
+    assert sample("spacesync_ews_resubscribes_total", reason="lost") == lost_before + 1
+    assert [s.id for s in subscriptions_of(simulator, room(3))] != [first.id]
+
+
+@pytest.mark.integration
 async def test_unwatched_mailboxes_are_unsubscribed_and_no_longer_reported(
         simulator: EmbeddedSimulator, admin: SimulatorAdmin, watching: Callable[[WatchSettings], Watching]) -> None:
     watched = watching(fast()).start(room(0), room(1))

@@ -16,12 +16,14 @@ from spacesync.common.exchange.model import (
     service_endpoint,
     slot_stamp,
 )
+from spacesync.common.exchange.notifications import CalendarWatch, WatchSettings
 
 __all__ = [
     "BUSY_STATUSES",
     "Appointment",
     "BusyTime",
     "CalendarEntry",
+    "CalendarWatch",
     "ConnectionProblem",
     "ConnectionReport",
     "ExchangeError",
@@ -31,6 +33,7 @@ __all__ = [
     "ItemGone",
     "ItemRef",
     "Rejected",
+    "WatchSettings",
     "service_endpoint",
     "slot_stamp",
 ]

@@ -43,6 +43,8 @@ def chunks(mailboxes: Sequence[str], size: int = MAX_MAILBOXES) -> list[list[str
 
 def windows(start: datetime, end: datetime, longest: timedelta = MAX_WINDOW) -> list[tuple[datetime, datetime]]:
     """[start, end) cut into pieces Exchange accepts."""
+    if start.utcoffset() is None or end.utcoffset() is None:
+        raise ValueError("free/busy windows need timezone-aware times (UTC)")
     if end <= start:
         raise ValueError(f"the free/busy window ends ({end.isoformat()}) before it starts ({start.isoformat()})")
     pieces = []
