@@ -61,6 +61,12 @@ async def test_outlook_busy_time_closes_slots_and_a_newer_picture_reopens_them(s
     await service.settled()
     assert (await service.public_slots(place.space_id, day))[key(ten)]
 
+    # a period that began days earlier (out of office all week) still closes the day
+    await service.publish("freebusy.changed", picture(place, 9, (ten - timedelta(days=3), ten + timedelta(days=3),
+                                                                 None)))
+    await service.settled()
+    assert not any((await service.public_slots(place.space_id, day)).values())
+
 
 async def test_bookings_of_any_source_close_their_slots_as_booked(service: Service) -> None:
     [first, second] = await service.place(spaces=2)

@@ -42,11 +42,9 @@ async def fold_bookings(conn: Conn, bookings: list[tuple[str, BookingState]]) ->
             for slot in booking.confirmed_slots()]
     if rows:
         await conn.execute(
-            "INSERT INTO booked_slots (source, booking_id, slot_id, space_id, during, patron, nickname)"
-            " SELECT source, booking_id, slot_id, space_id, tstzrange(start_at, end_at), patron, nickname"
-            "   FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[],"
-            "               $7::text[], $8::text[]) AS s(source, booking_id, slot_id, space_id, start_at, end_at,"
-            "                                            patron, nickname)",
+            "INSERT INTO booked_slots (source, booking_id, slot_id, space_id, start_at, end_at, patron, nickname)"
+            " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],"
+            "                      $6::timestamptz[], $7::text[], $8::text[])",
             *(list(column) for column in zip(*rows, strict=True)))
     return len(applied)
 
@@ -96,10 +94,8 @@ async def fold_busy_picture(conn: Conn, picture: FreeBusyState) -> bool:
     await conn.execute("DELETE FROM busy_periods WHERE space_id = $1", picture.space_id)
     if picture.busy:
         await conn.execute(
-            "INSERT INTO busy_periods (space_id, during, status, organizer)"
-            " SELECT $1, tstzrange(start_at, end_at), status, organizer"
-            "   FROM unnest($2::timestamptz[], $3::timestamptz[], $4::text[], $5::text[])"
-            "        AS p(start_at, end_at, status, organizer)",
+            "INSERT INTO busy_periods (space_id, start_at, end_at, status, organizer)"
+            " SELECT $1, * FROM unnest($2::timestamptz[], $3::timestamptz[], $4::text[], $5::text[])",
             picture.space_id, [p.start for p in picture.busy], [p.end for p in picture.busy],
             [p.status.value for p in picture.busy], [p.organizer for p in picture.busy])
     return True
@@ -161,25 +157,32 @@ def _opening_hours(raw: object) -> OpeningHours:
     return hours
 
 
+def _overlapping(table: str, columns: str) -> str:
+    """Rows of `table` for spaces $1 overlapping [$2, $3): those starting at most a day before $2 through the
+    (space_id, start_at) index, longer ones through the partial index."""
+    select = f"SELECT space_id, start_at, end_at, {columns} FROM {table} WHERE space_id = ANY($1::text[])"
+    start, end = "$2::timestamptz", "$3::timestamptz"
+    return (f"{select} AND start_at < {end} AND start_at >= {start} - {LONG} AND end_at > {start}"
+            f" UNION ALL {select} AND end_at - start_at > {LONG} AND start_at < {start} - {LONG}"
+            f" AND end_at > {start} ORDER BY start_at")
+
+
+LONG = "interval '1 day'"  # as in the partial indexes of the migration
+_BOOKED = _overlapping("booked_slots", "source, booking_id, patron, nickname")
+_BUSY = _overlapping("busy_periods", "organizer")
+
+
 async def booked_between(conn: Conn, space_ids: list[str], start: datetime, end: datetime,
                          ) -> dict[str, list[Booked]]:
-    rows = await conn.fetch(
-        "SELECT space_id, lower(during) AS start_at, upper(during) AS end_at, source, booking_id, patron, nickname"
-        "  FROM booked_slots WHERE space_id = ANY($1::text[]) AND during && tstzrange($2, $3)"
-        " ORDER BY lower(during)", space_ids, start, end)
     found: dict[str, list[Booked]] = {}
-    for r in rows:
+    for r in await conn.fetch(_BOOKED, space_ids, start, end):
         found.setdefault(r["space_id"], []).append(Booked(r["start_at"], r["end_at"], r["source"], r["booking_id"],
                                                           r["patron"], r["nickname"]))
     return found
 
 
 async def busy_between(conn: Conn, space_ids: list[str], start: datetime, end: datetime) -> dict[str, list[Busy]]:
-    rows = await conn.fetch(
-        "SELECT space_id, lower(during) AS start_at, upper(during) AS end_at, organizer"
-        "  FROM busy_periods WHERE space_id = ANY($1::text[]) AND during && tstzrange($2, $3)"
-        " ORDER BY lower(during)", space_ids, start, end)
     found: dict[str, list[Busy]] = {}
-    for r in rows:
+    for r in await conn.fetch(_BUSY, space_ids, start, end):
         found.setdefault(r["space_id"], []).append(Busy(r["start_at"], r["end_at"], r["organizer"]))
     return found
