@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -42,9 +42,11 @@ class Service:
 SIMULATOR = Service("exchange-simulator", "spacesync.exchange_simulator", 8090)
 BOOKING = Service("booking-service", "spacesync.booking_service", 8081)
 WRITER = Service("exchange-writer", "spacesync.exchange_writer", 8082)
+POLLER = Service("exchange-poller", "spacesync.exchange_poller", 8083)
+AVAILABILITY = Service("availability-service", "spacesync.availability_service", 8084)
 # The simulator first: it is the embedded default Exchange (a test double with the demo library's rooms,
 # demo_seed.yaml), and booking-service tests the demo location's connection against it.
-SERVICES = [SIMULATOR, BOOKING, WRITER]
+SERVICES = [SIMULATOR, BOOKING, WRITER, POLLER, AVAILABILITY]
 DEMO_EXCHANGE = {"server": f"{SIMULATOR.url}/EWS/Exchange.asmx", "username": "LIBRARY\\svc-spacesync",
                  "password": "demo-password", "title_rule": "patron_name"}
 DEMO_PAIRING = {"Room 101": "room-101@library.example.org", "Room 102": "room-102@library.example.org",
@@ -102,11 +104,13 @@ def start(service: Service, env: dict[str, str]) -> subprocess.Popen[bytes]:
     raise SystemExit(f"{service.name} not ready after 90 s; see {log_path}")
 
 
-def load_demo_data(base: str) -> None:
+def load_demo_data(base: str) -> str:
+    """Loads the demo catalog, bookings and an Outlook meeting once; returns the demo location's id."""
     admin = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=10)
-    if any(loc["name"] == DEMO_LOCATION for loc in admin.get("/v1/admin/locations").raise_for_status().json()):
-        print("demo data already loaded")
-        return
+    for known in admin.get("/v1/admin/locations").raise_for_status().json():
+        if known["name"] == DEMO_LOCATION:
+            print("demo data already loaded")
+            return str(known["location_id"])
     weekdays = [{"open": "08:00", "close": "22:00"}]
     weekend = [{"open": "10:00", "close": "18:00"}]
     hours = {d: weekdays for d in ("monday", "tuesday", "wednesday", "thursday", "friday")}
@@ -133,7 +137,9 @@ def load_demo_data(base: str) -> None:
         if nickname:
             body["public_nickname"] = nickname
         _post(httpx.Client(base_url=base, timeout=10), "/v1/bookings", body)
+    book_outlook_meeting(tomorrow)
     print(f"demo data loaded: {DEMO_LOCATION}, 2 categories, {len(spaces)} spaces, 2 bookings for {tomorrow}")
+    return str(location["location_id"])
 
 
 def connect_to_exchange(admin: httpx.Client, location_id: str, spaces: list[dict[str, Any]]) -> None:
@@ -144,6 +150,18 @@ def connect_to_exchange(admin: httpx.Client, location_id: str, spaces: list[dict
         resource = DEMO_PAIRING[space["name"]]
         _send(admin, "PUT", f"/v1/admin/spaces/{space['space_id']}/exchange", {"resource": resource})
         print(f"  {space['name']:<10} paired with {resource}")
+
+
+def book_outlook_meeting(day: date) -> None:
+    """A staff meeting booked in Outlook in Room 102 (the simulator's admin API stands in for Outlook): the
+    exchange-poller reads it, its slots leave the public view and show as 'BUSY in Outlook' to admins."""
+    start = datetime(day.year, day.month, day.day, 10, tzinfo=ZoneInfo("Europe/London"))
+    _post(httpx.Client(base_url=SIMULATOR.url, timeout=10),
+          f"/admin/mailboxes/{DEMO_PAIRING['Room 102']}/meetings",
+          {"organizer": {"name": "Jane Librarian", "smtp": "jane.librarian@library.example.org"},
+           "subject": "Staff meeting", "start": start.isoformat(), "end": (start + timedelta(hours=2)).isoformat(),
+           "free_busy": "Busy"})
+    print(f"  Outlook meeting in Room 102 on {day} 10:00-12:00 (Europe/London), booked in the simulator")
 
 
 def _send(client: httpx.Client, method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -176,7 +194,8 @@ def main() -> None:
     try:
         for service in SERVICES:
             processes.append(start(service, env))
-        load_demo_data(BOOKING.url)
+        location_id = load_demo_data(BOOKING.url)
+        tomorrow = (datetime.now(ZoneInfo("Europe/London")) + timedelta(days=1)).date()
         print(f"""
 Spacesync is running. Try:
   curl -s {BOOKING.url}/v1/spaces
@@ -186,6 +205,12 @@ Spacesync is running. Try:
                                       (Room 101's Exchange calendar in the EWS simulator:
                                        {SIMULATOR.url}/EWS/Exchange.asmx, LIBRARY\\svc-spacesync / demo-password)
   curl -s {WRITER.url}/metrics | grep spacesync_writer   (the exchange-writer)
+  curl -s "{AVAILABILITY.url}/v1/locations/{location_id}/slots?start={tomorrow}"
+                                      (tomorrow's public day grid: available or not)
+  curl -s -H "Authorization: Bearer {ADMIN_TOKEN}" \\
+       "{AVAILABILITY.url}/v1/admin/locations/{location_id}/slots?start={tomorrow}"
+                                      (the admin grid: booked by whom, 'BUSY in Outlook' with the organizer)
+  curl -s {POLLER.url}/metrics | grep spacesync_poller   (the exchange-poller: rooms watched, picture age)
 Ctrl+C stops the services (Kafka and PostgreSQL keep running: make infra-down).""")
         while not stopping and all(p.poll() is None for p in processes):
             time.sleep(0.5)
