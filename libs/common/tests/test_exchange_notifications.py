@@ -316,6 +316,26 @@ async def test_streams_that_keep_failing_fall_back_to_pull(
 
 
 @pytest.mark.integration
+async def test_run_again_after_it_stopped(
+        simulator: EmbeddedSimulator, admin: SimulatorAdmin, watching: Callable[[WatchSettings], Watching]) -> None:
+    watched = watching(fast()).start(room(0))
+    await watched.reported(room(0), "the first report")
+    assert watched.task is not None
+    watched.task.cancel()
+    await asyncio.gather(watched.task, return_exceptions=True)
+    await wait_until(lambda: not stream_threads(), message="the stream to end with run()")
+    [old] = subscriptions_of(simulator, room(0))
+
+    watched.task = asyncio.create_task(watched.watch.run())
+    await watched.reported(room(0), "the report after subscribing again")
+    assert watched.watch.mode(room(0)) == "streaming"
+    await wait_until(lambda: [s.id for s in subscriptions_of(simulator, room(0))] != [old.id],
+                     message="the old subscription to be replaced")
+    await admin.book_meeting(room(0), at(9), at(10))
+    await watched.reported(room(0), "a change on the new stream")
+
+
+@pytest.mark.integration
 async def test_close_returns_promptly_and_ends_the_threads(
         simulator: EmbeddedSimulator, watching: Callable[[WatchSettings], Watching]) -> None:
     on_loop(simulator, lambda state: setattr(state.subscriptions, "heartbeat_seconds", 45.0))

@@ -125,8 +125,10 @@ class CalendarWatch:
         return MappingProxyType({self._wanted.get(key, key): error for key, error in self._problems.items()})
 
     async def run(self) -> None:
-        """Subscribes, polls and reconnects until cancelled."""
+        """Subscribes, polls and reconnects until cancelled. May run again after it stopped (its streams did not
+        survive: their mailboxes are subscribed again)."""
         self._loop = asyncio.get_running_loop()
+        self._resubscribe_stopped_streams()
         try:
             while not self._closed:
                 self._wake.clear()
@@ -160,6 +162,14 @@ class CalendarWatch:
         for group in self._groups:
             await asyncio.to_thread(group.stream.protocol.close)
         self._groups.clear()
+
+    def _resubscribe_stopped_streams(self) -> None:
+        for key, watched in self._watched.items():
+            if watched.group is not None and watched.group.stopped and watched.subscription is not None:
+                self._spawn(self._unsubscribe(key, _Watched(watched.mailbox, subscription=watched.subscription)))
+                self._leave_group(watched)
+                watched.subscription, watched.retry_at = None, 0.0
+                self._set_mode(watched, "none")
 
     # -- subscribing ------------------------------------------------------------------------------------------------
 
