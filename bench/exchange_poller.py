@@ -15,6 +15,7 @@ errors, CPU shares (simulator, this process with the poller, the rest of the mac
 
     uv run python bench/exchange_poller.py                 # 2,000 rooms
     uv run python bench/exchange_poller.py --rooms 200     # smoke
+    uv run python bench/exchange_poller.py --rooms 300 --names   # with organizer names
 """
 
 from __future__ import annotations
@@ -126,7 +127,8 @@ async def mode(args: argparse.Namespace, stack: Processes, db: Database, secrets
     now = datetime.now(UTC)
     location = LocationState(location_id=f"loc-{label}", version=1, name=label, timezone="UTC", updated_at=now,
                              exchange={"server": base + "/EWS/Exchange.asmx", "username": username,
-                                       "password_encrypted": secrets.encrypt(PASSWORD)})
+                                       "password_encrypted": secrets.encrypt(PASSWORD),
+                                       "populate_organizer": args.names, "populate_organizer_since": now})
     async with db.acquire() as conn, conn.transaction():
         await conn.execute("DELETE FROM spaces")
         await conn.execute("DELETE FROM locations")
@@ -186,6 +188,8 @@ def main() -> None:
     parser.add_argument("--changes", type=int, default=100, help="rooms that get a new meeting before row 3")
     parser.add_argument("--concurrency", type=int, default=16, help="the poller's room reads in flight")
     parser.add_argument("--connections", type=int, default=8, help="the gateway's max_connections per server")
+    parser.add_argument("--names", action="store_true",
+                        help="the location's 'Populate Name from Outlook/Exchange' option on (views ask for names)")
     args = parser.parse_args()
     print(f"command: {shlex.join(['python', *sys.argv])}")
     print(f"machine: {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}, "

@@ -588,6 +588,33 @@ async def test_view_shows_our_appointments_and_outlook_meetings(
     assert await gateway.view(target, ROOM, START + dt.timedelta(days=30), START + dt.timedelta(days=31)) == []
 
 
+async def test_a_view_is_one_find_item_with_organizer_names_or_without(
+        simulator: EmbeddedSimulator, gateway: ExchangeGateway, admin: httpx.AsyncClient) -> None:
+    target = server(simulator)
+    await gateway.create(target, ROOM, appointment(start=START + dt.timedelta(hours=4)))
+    booked = await admin.post(f"/admin/mailboxes/{quote(ROOM)}/meetings", json={
+        "organizer": JANE, "subject": "Staff meeting", "start": START.isoformat(),
+        "end": (START + dt.timedelta(hours=1)).isoformat(), "recurrence": {"pattern": "weekly", "count": 3}})
+    assert booked.status_code == 201, booked.text
+    span = (START - dt.timedelta(days=1), START + dt.timedelta(days=20))
+
+    def answered() -> tuple[int, int]:
+        return (requests_seen(simulator.state, "FindItem", "NoError"),
+                requests_seen(simulator.state, "GetItem", "NoError"))
+
+    before = answered()
+    named = await gateway.view(target, ROOM, *span)
+    unnamed = await gateway.view(target, ROOM, *span, organizer=False)
+
+    after = answered()
+    assert (after[0] - before[0], after[1] - before[1]) == (2, 0)  # one FindItem per view, no GetItem
+    outlook = [e for e in named if e.slot_id is None]
+    assert [e.organizer for e in outlook] == ["Jane Librarian"] * 3  # FindItem gives the name (no address)
+    assert all(e.organizer is None for e in unnamed)
+    assert [replace(e, organizer=None) for e in named] == unnamed  # the rest, stamps included, is the same
+    assert [(e.slot_id, e.booking_id) for e in unnamed if e.slot_id] == [("slot-1", "booking-7")]
+
+
 async def test_naive_times_are_refused(simulator: EmbeddedSimulator, gateway: ExchangeGateway) -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         await gateway.create(server(simulator), ROOM, appointment(start=START.replace(tzinfo=None)))

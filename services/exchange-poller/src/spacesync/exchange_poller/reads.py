@@ -21,8 +21,10 @@ class ReadMode(StrEnum):
     FREE_BUSY = "free_busy"
 
 
-async def view(gateway: ExchangeGateway, server: ExchangeServer, mailbox: str, span: Window) -> list[Meeting]:
-    entries = await gateway.view(server, mailbox, span.start, span.end)
+async def view(gateway: ExchangeGateway, server: ExchangeServer, mailbox: str, span: Window, *,
+               organizer: bool) -> list[Meeting]:
+    """`organizer`: ask for the organizers' names (only when the location's option is on: less to send)."""
+    entries = await gateway.view(server, mailbox, span.start, span.end, organizer=organizer)
     return [meeting for e in entries
             if (meeting := counted(e.start, e.end, e.busy_status, stamp=e.slot_id, item_id=e.item_id,
                                    organizer=e.organizer)) is not None]

@@ -7,6 +7,7 @@ folder filter, not a calendar view: whether Exchange accepts a Restriction with 
 
 from __future__ import annotations
 
+import copy
 import threading
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -14,6 +15,7 @@ from typing import Any
 
 from exchangelib import Account, CalendarItem, EWSDateTime, ExtendedProperty
 from exchangelib.errors import ErrorInvalidIdMalformed, ErrorItemNotFound, EWSError
+from exchangelib.fields import FieldPath
 from exchangelib.folders import Calendar, DistinguishedFolderId, Root
 from exchangelib.items import ALWAYS_OVERWRITE, SEND_TO_NONE
 from exchangelib.properties import Body, Mailbox
@@ -23,7 +25,8 @@ from spacesync.common.exchange.model import Appointment, CalendarEntry, ItemGone
 SLOT_FIELD = "spacesync_slot_id"
 BOOKING_FIELD = "spacesync_booking_id"
 UPDATED_FIELDS = ["subject", "body", "start", "end", "location"]
-VIEW_FIELDS = ("subject", "start", "end", "legacy_free_busy_status", "organizer", SLOT_FIELD, BOOKING_FIELD)
+VIEW_FIELDS = ("subject", "start", "end", "legacy_free_busy_status", SLOT_FIELD, BOOKING_FIELD)
+ORGANIZER_FIELD = "organizer"
 
 
 class SlotIdStamp(ExtendedProperty):  # type: ignore[misc]  # exchangelib is untyped
@@ -167,21 +170,37 @@ def find_stamped(target: MailboxCalendar, slot_id: str) -> list[ItemRef]:
     return [ItemRef(item_id, change_key) for item_id, change_key in found]
 
 
-def view(target: MailboxCalendar, start: datetime, end: datetime) -> list[CalendarEntry]:
-    """A calendar view (recurring series expanded into occurrences), by start."""
+def view(target: MailboxCalendar, start: datetime, end: datetime, *, organizer: bool = True) -> list[CalendarEntry]:
+    """A calendar view (recurring series expanded into occurrences), by start: one FindItem. `organizer`: with the
+    organizer's display name (the name only, never the address)."""
     if end <= start:
         raise ValueError(f"the view window ends ({end.isoformat()}) before it starts ({start.isoformat()})")
-    items = target.calendar.view(start=ews_utc(start), end=ews_utc(end)).only(*VIEW_FIELDS)
+    fields = (*VIEW_FIELDS, ORGANIZER_FIELD) if organizer else VIEW_FIELDS
+    query = target.calendar.view(start=ews_utc(start), end=ews_utc(end)).only(*fields)
+    query.only_fields = tuple(_from_find_item(path) for path in query.only_fields)
     entries = []
-    for item in items:
+    for item in query:
         if isinstance(item, Exception):
             raise item
-        organizer = item.organizer
+        found = item.organizer
         entries.append(CalendarEntry(
             item_id=item.id, start=plain_utc(item.start), end=plain_utc(item.end, is_end=True), subject=item.subject,
             busy_status=item.legacy_free_busy_status or "NoData",
-            organizer=(organizer.name or organizer.email_address) if organizer is not None else None,
+            organizer=(found.name or found.email_address) if organizer and found is not None else None,
             slot_id=getattr(item, SLOT_FIELD), booking_id=getattr(item, BOOKING_FIELD),
         ))
     entries.sort(key=lambda entry: (entry.start, entry.end, entry.item_id))
     return entries
+
+
+def _from_find_item(path: FieldPath) -> FieldPath:
+    """The field as FindItem returns it. exchangelib calls the organizer (a mailbox) and extended properties
+    'complex' and then follows the FindItem (ids only) with a GetItem for every item: two requests per view. Yet
+    FindItem returns both when AdditionalProperties names them: the organizer as Mailbox/Name (no EmailAddress,
+    which we never use) and extended properties named by ExtendedFieldURI (our stamps are short strings). A copy
+    of the field that says it is not complex makes exchangelib ask FindItem for it and parse it from there."""
+    if not path.field.is_complex:
+        return path
+    field = copy.copy(path.field)
+    field.is_complex = False  # on the copy only: CalendarItem's own field stays as it is for every other query
+    return FieldPath(field=field, label=path.label, subfield=path.subfield)

@@ -180,10 +180,13 @@ class ExchangeGateway:
         await self._call(Call(server, "delete", mailbox),
                          lambda: calendar.delete(self._target(state, mailbox), ref))
 
-    async def view(self, server: ExchangeServer, mailbox: str, start: datetime, end: datetime) -> list[CalendarEntry]:
+    async def view(self, server: ExchangeServer, mailbox: str, start: datetime, end: datetime, *,
+                   organizer: bool = True) -> list[CalendarEntry]:
+        """The calendar view in one FindItem; `organizer=False` leaves the organizer's name out (entries carry
+        None)."""
         state = self._state(server)
         return await self._call(Call(server, "view", mailbox),
-                                lambda: calendar.view(self._target(state, mailbox), start, end))
+                                lambda: calendar.view(self._target(state, mailbox), start, end, organizer=organizer))
 
     # -- free/busy ----------------------------------------------------------------------------------------------------
 

@@ -149,8 +149,9 @@ def _free_busy(text: str) -> FreeBusy:
         raise error("ErrorSchemaValidation", f"'{text}' is not a LegacyFreeBusyStatus.") from None
 
 
-def render(entry: Occurrence, shape: Shape, folder_id: str, mailbox_name: str) -> Element:
-    """One t:CalendarItem with the fields of `shape`, for a single item, a master or an occurrence."""
+def render(entry: Occurrence, shape: Shape, folder_id: str, mailbox_name: str, *, found: bool = False) -> Element:
+    """One t:CalendarItem with the fields of `shape`, for a single item, a master or an occurrence. `found`: as
+    FindItem lists it, the organizer with its Name only (Exchange leaves the EmailAddress to GetItem)."""
     item = entry.item
     out = etree.Element(t("CalendarItem"))
 
@@ -195,7 +196,7 @@ def render(entry: Occurrence, shape: Shape, folder_id: str, mailbox_name: str) -
         "IsResponseRequested": lambda: add("IsResponseRequested", "false"),
         "CalendarItemType": lambda: add("CalendarItemType", _item_type(entry)),
         "MyResponseType": lambda: add("MyResponseType", "Organizer" if item.organizer is None else "Accept"),
-        "Organizer": lambda: _mailbox(add("Organizer"), organizer),
+        "Organizer": lambda: _mailbox(add("Organizer"), organizer, name_only=found),
         "Duration": lambda: add("Duration", _duration(entry)),
         "AppointmentSequenceNumber": lambda: add("AppointmentSequenceNumber", "0"),
         "AppointmentState": lambda: add("AppointmentState", "1" if item.origin == "outlook" else "0"),
@@ -230,9 +231,11 @@ def _categories(parent: Element, categories: tuple[str, ...]) -> None:
         etree.SubElement(parent, t("String")).text = category
 
 
-def _mailbox(parent: Element, person: Person) -> None:
+def _mailbox(parent: Element, person: Person, *, name_only: bool = False) -> None:
     mailbox = etree.SubElement(parent, t("Mailbox"))
     etree.SubElement(mailbox, t("Name")).text = person.name
+    if name_only:
+        return
     etree.SubElement(mailbox, t("EmailAddress")).text = person.smtp
     etree.SubElement(mailbox, t("RoutingType")).text = "SMTP"
 

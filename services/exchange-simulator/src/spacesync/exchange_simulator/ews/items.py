@@ -144,9 +144,9 @@ def delete_item(context: RequestContext, request: Element) -> Element:
     return response("DeleteItem", messages)
 
 
-def _render(context: RequestContext, entry: Occurrence, shape: item_xml.Shape) -> Element:
+def _render(context: RequestContext, entry: Occurrence, shape: item_xml.Shape, *, found: bool = False) -> Element:
     mailbox = context.mailbox(entry.item.mailbox)
-    return item_xml.render(entry, shape, folder_id(mailbox.smtp, "calendar"), mailbox.name)
+    return item_xml.render(entry, shape, folder_id(mailbox.smtp, "calendar"), mailbox.name, found=found)
 
 
 def get_item(context: RequestContext, request: Element) -> Element:
@@ -182,7 +182,7 @@ def find_item(context: RequestContext, request: Element) -> Element:
             root = etree.SubElement(message, m("RootFolder"), attrs)
             items = etree.SubElement(root, f"{{{NSMAP['t']}}}Items")
             for entry in entries:
-                items.append(_render(context, entry, shape))
+                items.append(_render(context, entry, shape, found=True))
             messages.append(message)
         except EwsError as failure:
             messages.append(error_message("FindItemResponseMessage", failure))
