@@ -49,6 +49,7 @@ def create_app(settings: PollerSettings) -> FastAPI:
     watches = Watches(watch_factory(gateway, settings), mailbox_changed)
     poller = Poller(db, gateway, SecretBox(settings.secret_keys), watches, PollerConfig(
         horizon_days=settings.horizon_days, reconcile_interval=settings.reconcile_interval_seconds,
+        poll_interval=settings.poll_interval_seconds,
         concurrency=settings.concurrency, debounce=settings.debounce_seconds))
     broker = create_broker(settings.kafka, service=SERVICE)
     subscribe_event_batches(broker, settings.kafka, Topic.CATALOG_EVENTS, group_id=settings.consumer_group,

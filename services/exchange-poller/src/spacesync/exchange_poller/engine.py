@@ -2,8 +2,10 @@
 
 Rooms come from the catalog fold (Postgres). A room is read again when a notification names its mailbox
 (debounced: a burst of changes is one read) and by the periodic full reconciliation (the safety net: what
-notifications miss, deleted meetings included). Reads may overlap; a room's result is applied under the room's
-lock, and a read that started before the last applied one is dropped, so a picture never goes back in time.
+notifications miss, deleted meetings included). Rooms without notifications (Exchange refuses them to delegate
+access, their subscription fails, or notifications are off) are polled in between, every `poll_interval`.
+Reads may overlap; a room's result is applied under the room's lock, and a read that started before the last
+applied one is dropped, so a picture never goes back in time.
 A room's error is recorded and counted; its last good picture stays and the other rooms go on.
 
 One active instance (issue 6 runs one replica): the outbox relay alone would fence a second one, this engine
@@ -39,7 +41,7 @@ from spacesync.exchange_poller.domain import (
 from spacesync.exchange_poller.domain import rooms as rooms_of
 from spacesync.exchange_poller.reads import ReadMode
 from spacesync.exchange_poller.store import RoomRecord
-from spacesync.exchange_poller.watches import Watches
+from spacesync.exchange_poller.watches import NO_NOTIFICATIONS, Watches
 
 log = logging.getLogger(__name__)
 RETRY_DELAY_SECONDS = 1.0
@@ -49,6 +51,8 @@ RETRY_DELAY_SECONDS = 1.0
 class PollerConfig:
     horizon_days: int = 120
     reconcile_interval: float = 300.0
+    poll_interval: float = 60.0
+    """Rooms without notifications are read this often (the others wait for the reconciliation)."""
     concurrency: int = 16
     debounce: float = 0.5
     """Changes of a room within this time are one read."""
@@ -109,7 +113,7 @@ class Poller:
     async def run(self) -> None:
         async with self._db.acquire() as conn:
             self._records = await store.room_records(conn)
-        reconciler = asyncio.create_task(self._reconcile_periodically(), name="reconciliation")
+        reconciler = asyncio.create_task(self._read_periodically(), name="reconciliation")
         self._wake.set()  # the first round loads the catalog and reads every room
         try:
             while not self._stopping.is_set():
@@ -142,17 +146,31 @@ class Poller:
         dirty, self._dirty = self._dirty, set()
         await self.read([self._rooms[s] for s in sorted(dirty) if s in self._rooms], trigger="change")
 
-    async def _reconcile_periodically(self) -> None:
+    async def _read_periodically(self) -> None:
+        """The full reconciliation every reconcile_interval; in between, every poll_interval, the rooms without
+        notifications."""
         await self.loaded.wait()
+        loop = asyncio.get_running_loop()
+        next_reconciliation = loop.time() + self._config.reconcile_interval
         while True:
+            pause = min(self._config.poll_interval, next_reconciliation - loop.time())
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self._config.reconcile_interval)
+                await asyncio.wait_for(self._stopping.wait(), max(0.0, pause))
             if self._stopping.is_set():
                 return
             try:
-                await self.reconcile()
+                if loop.time() >= next_reconciliation:
+                    next_reconciliation = loop.time() + self._config.reconcile_interval
+                    await self.reconcile()
+                else:
+                    await self.poll()
             except Exception:
-                log.exception("reconciliation failed")
+                log.exception("periodic read failed")
+
+    async def poll(self) -> int:
+        """Reads the rooms that have no notifications now; returns how many failed."""
+        rooms = [room for room in self._rooms.values() if self._watches.mode(room.mailbox) == NO_NOTIFICATIONS]
+        return await self.read(rooms, trigger="poll") if rooms else 0
 
     async def reconcile(self) -> Reconciliation:
         """Reads every room once."""
@@ -256,7 +274,8 @@ class Poller:
             span = window(observed, self._config.horizon_days)
             metrics.READS.labels(ReadMode.VIEW.value, trigger).inc()
             try:
-                meetings = await reads.view(self._gateway, server, room.mailbox, span)
+                meetings = await reads.view(self._gateway, server, room.mailbox, span,
+                                            organizer=room.policy.populate)
             except ExchangeError as error:
                 if error.problem is ConnectionProblem.ACCESS_DENIED:
                     return None

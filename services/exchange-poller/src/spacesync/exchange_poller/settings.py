@@ -18,6 +18,9 @@ class PollerSettings(EventServiceSettings):
                               description="The busy picture covers yesterday to this many days ahead")
     reconcile_interval_seconds: float = Field(
         default=300.0, gt=0, description="Every room is read this often, notifications or not (the safety net)")
+    poll_interval_seconds: float = Field(
+        default=60.0, gt=0, description="Rooms without notifications (refused to delegate access, failing, or "
+                                        "notifications off) are read this often")
     concurrency: int = Field(default=16, ge=1, description="Room reads in flight (all servers)")
     debounce_seconds: float = Field(default=0.5, ge=0, description="Changes of a room within this time: one read")
     notifications: bool = Field(default=True, description="Subscribe to calendar notifications (streaming or pull)")

@@ -23,7 +23,13 @@ import urllib3.exceptions
 from exchangelib import errors as ews
 
 from spacesync.common.events.catalog import ExchangeAccess, ExchangeAuth
-from spacesync.common.exchange.model import ConnectionProblem, ExchangeError, ExchangeServer, Rejected
+from spacesync.common.exchange.model import (
+    ConnectionProblem,
+    DelegateSubscriptionRefused,
+    ExchangeError,
+    ExchangeServer,
+    Rejected,
+)
 from spacesync.common.exchange.transport import HttpFailure, Unauthorized
 
 Problem = ConnectionProblem
@@ -251,6 +257,11 @@ def classify(error: BaseException, call: Call) -> ExchangeError | None:
                                                         f"{call.of_mailbox()}. Check the resource's e-mail address.")
     if isinstance(error, _DENIED):
         return access_denied(call, error)
+    if isinstance(error, ews.ErrorSubscriptionDelegateAccessNotSupported):
+        return DelegateSubscriptionRefused(
+            f"Exchange at {call.where} refuses calendar notifications to {call.who}, which reaches the rooms with "
+            f"delegate access (ErrorSubscriptionDelegateAccessNotSupported): notifications need "
+            f"ApplicationImpersonation (location access: impersonation); this room is read by polling.")
     chain = causes(error)
     network = network_problem(call, chain)
     if network is not None:

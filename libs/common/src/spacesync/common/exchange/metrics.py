@@ -36,3 +36,8 @@ RESUBSCRIBES = Counter(
     "subscription; missed: it lost events; dropped: a stream connection failed)",
     ["reason"],
 )
+DELEGATE_REFUSED = Gauge(
+    "spacesync_ews_delegate_refused_mailboxes",
+    "Watched mailboxes without notifications because Exchange refuses subscriptions made with delegate access "
+    "(ErrorSubscriptionDelegateAccessNotSupported): they are read by polling; impersonation gets notifications",
+)

@@ -173,6 +173,15 @@ class Rejected(ExchangeError):
         return False
 
 
+class DelegateSubscriptionRefused(ExchangeError):
+    """Exchange refuses calendar subscriptions made with delegate access (ErrorSubscriptionDelegateAccessNotSupported),
+    whatever the mailbox: notifications need impersonation. Not transient: asking again changes nothing until the
+    location's settings do (or, rarely, the server's policy)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(ConnectionProblem.ACCESS_DENIED, message)
+
+
 @dataclass(frozen=True)
 class ConnectionReport:
     """A successful connection test."""

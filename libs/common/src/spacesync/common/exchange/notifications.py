@@ -14,6 +14,10 @@
   and dropped connection: events may have been missed, the caller reads the calendar again.
 - Per-mailbox failures (mailbox gone, access denied, throttled) are kept in `problems` and retried with back-off;
   they never hold up the other mailboxes.
+- Exchange may refuse subscriptions made with delegate access (ErrorSubscriptionDelegateAccessNotSupported): that
+  holds for every mailbox of the account, so it is a settled state, not a failure to retry. Every mailbox gets the
+  problem and mode "none" (the caller polls them); one mailbox asks again every `delegate_retry_seconds`. New
+  connection settings (impersonation) mean a new server and a new CalendarWatch, which asks at once.
 """
 
 from __future__ import annotations
@@ -32,7 +36,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from spacesync.common.exchange import metrics
 from spacesync.common.exchange.gateway import ExchangeGateway
-from spacesync.common.exchange.model import ConnectionProblem, ExchangeError, ExchangeServer
+from spacesync.common.exchange.model import (
+    ConnectionProblem,
+    DelegateSubscriptionRefused,
+    ExchangeError,
+    ExchangeServer,
+)
 from spacesync.common.exchange.subscriptions import Changed, Stream, StreamError, Subscription, SubscriptionLost
 
 log = logging.getLogger(__name__)
@@ -57,6 +66,9 @@ class WatchSettings(BaseSettings):
     stream_failures_before_pull: int = Field(default=3, ge=1,
                                              description="Failed connections in a row before a group pulls instead")
     close_timeout_seconds: float = Field(default=5.0, gt=0, description="Unsubscribing at close, at most")
+    delegate_retry_seconds: float = Field(
+        default=3600.0, gt=0, description="When Exchange refuses subscriptions with delegate access, one mailbox asks "
+                                          "again this often (the others wait for its answer)")
 
     def back_off(self, failures: int) -> float:
         seconds: float = self.resubscribe_backoff_seconds * 2.0 ** max(0, failures - 1)
@@ -73,6 +85,7 @@ class _Watched:
     retry_at: float = 0.0
     failures: int = 0
     pull_only: bool = False
+    refused: bool = False  # Exchange refuses this account's delegate subscriptions (counted in DELEGATE_REFUSED)
 
 
 @dataclass(eq=False)
@@ -103,6 +116,9 @@ class CalendarWatch:
         self._watched: dict[str, _Watched] = {}
         self._problems: dict[str, ExchangeError] = {}
         self._groups: list[_Group] = []
+        self._accepted = False  # Exchange accepted a subscription of this account
+        self._refused: DelegateSubscriptionRefused | None = None  # ... or refuses its delegate access
+        self._refused_until = 0.0  # not asked again before
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._background: set[asyncio.Task[None]] = set()
@@ -149,6 +165,8 @@ class CalendarWatch:
         held = [(key, watched) for key, watched in self._watched.items() if watched.subscription is not None]
         for _, watched in held:
             self._set_mode(watched, "none")
+        for watched in self._watched.values():
+            self._set_refused(watched, False)
         try:
             async with asyncio.timeout(self.settings.close_timeout_seconds):
                 await asyncio.gather(*(self._unsubscribe(key, watched) for key, watched in held),
@@ -177,6 +195,7 @@ class CalendarWatch:
         for key in [key for key in self._watched if key not in self._wanted]:
             watched = self._watched.pop(key)
             self._problems.pop(key, None)
+            self._set_refused(watched, False)
             if watched.subscription is not None:
                 self._spawn(self._unsubscribe(key, watched))
             self._set_mode(watched, "none")
@@ -190,6 +209,19 @@ class CalendarWatch:
             watched = self._watched.setdefault(key, _Watched(mailbox))
             if watched.mode == "none" and watched.retry_at <= now:
                 due.append((key, watched))
+        if due and self._refused is not None and now < self._refused_until:
+            for key, watched in due:  # mailboxes watched since Exchange refused: not worth asking yet
+                self._refuse(key, watched, self._refused)
+            return
+        if due and (self._refused is not None or not self._accepted):
+            # One mailbox asks first: if Exchange refuses this account's delegate access, it refuses every mailbox,
+            # and the others are not sent at all (one request per hour, not one per room).
+            await self._subscribe(*due[0])
+            due = due[1:]
+            if self._refused is not None:
+                for key, watched in due:
+                    self._refuse(key, watched, self._refused)
+                return
         await asyncio.gather(*(self._subscribe(key, watched) for key, watched in due))
 
     async def _subscribe(self, key: str, watched: _Watched) -> None:
@@ -198,6 +230,12 @@ class CalendarWatch:
         try:
             subscription = await self.gateway.subscribe(self.server, watched.mailbox, streaming=streaming,
                                                         timeout_minutes=minutes)
+        except DelegateSubscriptionRefused as error:
+            if self._refused is None:
+                log.warning("exchange watch: %s", error.message, extra=self._extra(watched.mailbox))
+            self._refused, self._refused_until = error, self._now() + self.settings.delegate_retry_seconds
+            self._refuse(key, watched, error)
+            return
         except ExchangeError as error:
             if streaming and not error.transient and error.problem not in _MAILBOX_PROBLEMS:
                 log.info("exchange watch: no streaming subscription (%s); pulling instead", error.message,
@@ -212,6 +250,8 @@ class CalendarWatch:
             return
         watched.subscription, watched.failures = subscription, 0
         self._problems.pop(key, None)
+        self._accepted, self._refused = True, None
+        self._set_refused(watched, False)
         if streaming:
             self._join_group(key, watched)
             self._set_mode(watched, "streaming")
@@ -227,6 +267,12 @@ class CalendarWatch:
         self._problems[key] = error
         log.info("exchange watch: no subscription for a mailbox, retrying in %.0f s: %s", back_off, error.message,
                  extra=self._extra(watched.mailbox))
+
+    def _refuse(self, key: str, watched: _Watched, error: DelegateSubscriptionRefused) -> None:
+        """No subscription (mode "none": the caller polls the mailbox) until Exchange is asked again."""
+        watched.retry_at, watched.failures = self._refused_until, 0
+        self._problems[key] = error
+        self._set_refused(watched, True)
 
     def _lost(self, key: str, watched: _Watched, reason: str) -> None:
         """Exchange no longer has the subscription: subscribe again now (and report then)."""
@@ -432,6 +478,16 @@ class CalendarWatch:
         if mode != "none":
             metrics.SUBSCRIPTIONS.labels(mode).inc()
         watched.mode = mode
+
+    @staticmethod
+    def _set_refused(watched: _Watched, refused: bool) -> None:
+        if watched.refused == refused:
+            return
+        if refused:
+            metrics.DELEGATE_REFUSED.inc()
+        else:
+            metrics.DELEGATE_REFUSED.dec()
+        watched.refused = refused
 
     def _spawn(self, work: Any) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(work)
