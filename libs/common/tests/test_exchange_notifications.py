@@ -14,8 +14,10 @@ from exchangelib import close_connections
 from exchangelib.errors import ErrorSubscriptionNotFound, TransportError
 from prometheus_client import REGISTRY
 
+from spacesync.common.events.catalog import ExchangeAccess
 from spacesync.common.exchange import (
     ConnectionProblem,
+    DelegateSubscriptionRefused,
     ExchangeGateway,
     ExchangeServer,
     GatewaySettings,
@@ -27,7 +29,15 @@ from spacesync.exchange_simulator.notifications import Caller
 from spacesync.exchange_simulator.seed import Access, Seed
 from spacesync.exchange_simulator.state import SimulatorState
 from spacesync.testing import wait_until
-from spacesync.testing.exchange import PASSWORD, WRITER, SchemaCheck, SimulatorAdmin, room, rooms_seed
+from spacesync.testing.exchange import (
+    IMPERSONATOR,
+    PASSWORD,
+    WRITER,
+    SchemaCheck,
+    SimulatorAdmin,
+    room,
+    rooms_seed,
+)
 
 T = TypeVar("T")
 DENIED = room(5)  # the writer has no right at all on this one
@@ -108,9 +118,10 @@ def fast(**changes: Any) -> WatchSettings:
 class Watching:
     """A CalendarWatch running in a task, with what it reported."""
 
-    def __init__(self, gateway: ExchangeGateway, sim: EmbeddedSimulator, settings: WatchSettings) -> None:
+    def __init__(self, gateway: ExchangeGateway, sim: EmbeddedSimulator, settings: WatchSettings,
+                 server: ExchangeServer | None = None) -> None:
         self.changes: list[str] = []
-        server = ExchangeServer(endpoint=sim.ews_url, username=WRITER, password=PASSWORD)
+        server = server or ExchangeServer(endpoint=sim.ews_url, username=WRITER, password=PASSWORD)
         self.watch = CalendarWatch(gateway, server, self.changes.append, settings)
         self.task: asyncio.Task[None] | None = None
 
@@ -133,11 +144,11 @@ class Watching:
 
 @pytest.fixture
 async def watching(gateway: ExchangeGateway, simulator: EmbeddedSimulator) -> AsyncIterator[
-        Callable[[WatchSettings], Watching]]:
+        Callable[..., Watching]]:
     made: list[Watching] = []
 
-    def make(settings: WatchSettings) -> Watching:
-        made.append(Watching(gateway, simulator, settings))
+    def make(settings: WatchSettings, server: ExchangeServer | None = None) -> Watching:
+        made.append(Watching(gateway, simulator, settings, server))
         return made[-1]
 
     yield make
@@ -147,6 +158,17 @@ async def watching(gateway: ExchangeGateway, simulator: EmbeddedSimulator) -> As
 
 def subscriptions_of(sim: EmbeddedSimulator, mailbox: str) -> list[Any]:
     return on_loop(sim, lambda state: [s for s in state.subscriptions.active.values() if s.mailbox == mailbox])
+
+
+def simulator_requests(sim: EmbeddedSimulator, operation: str, outcome: str) -> int:
+    """EWS requests the simulator answered with this operation and (first) response code."""
+    return int(sum(found.value for metric in sim.state.metrics.requests.collect() for found in metric.samples
+                   if found.name.endswith("_total") and found.labels["operation"] == operation
+                   and found.labels["outcome"] == outcome))
+
+
+def refuse_delegate_subscriptions(sim: EmbeddedSimulator) -> None:
+    on_loop(sim, lambda state: setattr(state.subscriptions, "refuse_delegate_access", True))
 
 
 def stream_threads() -> list[threading.Thread]:
@@ -348,3 +370,67 @@ async def test_close_returns_promptly_and_ends_the_threads(
     assert time.monotonic() - started < 3
     assert not stream_threads()
     assert not on_loop(simulator, lambda state: list(state.subscriptions.active))  # unsubscribed
+
+
+REFUSED = "ErrorSubscriptionDelegateAccessNotSupported"
+
+
+@pytest.mark.integration
+async def test_delegate_access_refused_once_puts_every_mailbox_on_polling_without_asking_again(
+        simulator: EmbeddedSimulator, watching: Callable[..., Watching]) -> None:
+    refuse_delegate_subscriptions(simulator)
+    gauge = sample("spacesync_ews_delegate_refused_mailboxes")
+    watched = watching(fast()).start(room(0), room(1), room(2))  # back-off of other problems: 0.1 s to 1 s
+
+    await wait_until(lambda: len(watched.watch.problems) == 3, message="the refusal for every mailbox")
+    assert all(isinstance(problem, DelegateSubscriptionRefused) for problem in watched.watch.problems.values())
+    message = watched.watch.problems[room(1)].message
+    assert "notifications need ApplicationImpersonation (location access: impersonation)" in message
+    assert "read by polling" in message
+    assert PASSWORD not in message
+    assert [watched.watch.mode(r) for r in (room(0), room(1), room(2))] == ["none"] * 3
+    assert sample("spacesync_ews_delegate_refused_mailboxes") - gauge == 3
+    assert simulator_requests(simulator, "Subscribe", REFUSED) == 1  # one mailbox asked for all
+
+    watched.watch.watch([room(0), room(1), room(2), room(3)])  # a room paired later: refused without asking
+    await wait_until(lambda: room(3) in watched.watch.problems, message="the new room's problem")
+    assert simulator_requests(simulator, "Subscribe", REFUSED) == 1
+    assert simulator_requests(simulator, "Subscribe", "NoError") == 0
+    assert sample("spacesync_ews_delegate_refused_mailboxes") - gauge == 4
+
+    watched.watch.watch([room(0)])  # unwatched mailboxes leave the gauge
+    await wait_until(lambda: sample("spacesync_ews_delegate_refused_mailboxes") - gauge == 1,
+                     message="the gauge to follow the mailboxes watched")
+
+
+@pytest.mark.integration
+async def test_delegate_access_is_asked_again_rarely_and_subscribes_every_mailbox_once_allowed(
+        simulator: EmbeddedSimulator, admin: SimulatorAdmin, watching: Callable[..., Watching]) -> None:
+    refuse_delegate_subscriptions(simulator)
+    watched = watching(fast(delegate_retry_seconds=0.3)).start(room(0), room(1), room(2))
+    await wait_until(lambda: simulator_requests(simulator, "Subscribe", REFUSED) >= 3,
+                     message="Exchange asked again after delegate_retry_seconds")
+    assert simulator_requests(simulator, "Subscribe", "NoError") == 0
+
+    on_loop(simulator, lambda state: setattr(state.subscriptions, "refuse_delegate_access", False))
+    await wait_until(lambda: all(watched.watch.mode(r) == "streaming" for r in (room(0), room(1), room(2))),
+                     message="every mailbox subscribed once Exchange allows it")
+    assert not watched.watch.problems
+    watched.changes.clear()
+    await admin.book_meeting(room(2), at(9), at(10))
+    await watched.reported(room(2), "a change, streamed")
+
+
+@pytest.mark.integration
+async def test_impersonation_gets_notifications_while_delegate_subscriptions_are_refused(
+        simulator: EmbeddedSimulator, admin: SimulatorAdmin, watching: Callable[..., Watching]) -> None:
+    refuse_delegate_subscriptions(simulator)
+    impersonating = ExchangeServer(endpoint=simulator.ews_url, username=IMPERSONATOR, password=PASSWORD,
+                                   access=ExchangeAccess.IMPERSONATION)
+    watched = watching(fast(), impersonating).start(room(0), room(1))
+    await wait_until(lambda: watched.watch.mode(room(0)) == watched.watch.mode(room(1)) == "streaming",
+                     message="streaming subscriptions with impersonation")
+    assert not watched.watch.problems
+    watched.changes.clear()
+    await changes_are_reported(watched, admin, room(1))
+    assert simulator_requests(simulator, "Subscribe", REFUSED) == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
 import pytest
 from exchangelib import close_connections
@@ -25,10 +26,16 @@ def simulator() -> Iterator[EmbeddedSimulator]:
 
 
 @pytest.fixture(scope="module")
-async def poller(postgres_dsn: str, kafka_settings: Callable[[], KafkaSettings],
-                 simulator: EmbeddedSimulator) -> AsyncIterator[PollerUnderTest]:
+def poller_options() -> dict[str, Any]:
+    """PollerSettings that a test module changes (override this fixture in the module)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+async def poller(postgres_dsn: str, kafka_settings: Callable[[], KafkaSettings], simulator: EmbeddedSimulator,
+                 poller_options: dict[str, Any]) -> AsyncIterator[PollerUnderTest]:
     key = generate_key()
-    settings = poller_settings(postgres_dsn, kafka_settings(), key)
+    settings = poller_settings(postgres_dsn, kafka_settings(), key, **poller_options)
     app = create_app(settings)
     admin = SimulatorAdmin(simulator)
     async with run_app(app) as running, KafkaReader(

@@ -26,12 +26,14 @@ SOURCE = "/test/booking-system"
 ALL_DAY = OpeningHours.model_validate({day: [{"open": "00:00", "close": "24:00"}] for day in OpeningHours.WEEKDAYS})
 
 
-def poller_settings(postgres_dsn: str, kafka: KafkaSettings, secret_key: str) -> PollerSettings:
-    return PollerSettings(
+def poller_settings(postgres_dsn: str, kafka: KafkaSettings, secret_key: str, **options: Any) -> PollerSettings:
+    """The settings of the poller under test; `options` replace any of them."""
+    settings: dict[str, Any] = dict(
         secret_keys=SecretStr(secret_key), schema_name=f"poller_{uuid.uuid4().hex[:8]}", kafka=kafka,
         consumer_group=f"exchange-poller-{uuid.uuid4().hex[:8]}", reconcile_interval_seconds=3600,
         postgres=PostgresSettings(dsn=SecretStr(postgres_dsn), pool_max_size=10), debounce_seconds=0.1,
         outbox_poll_interval_seconds=0.5, exchange=GatewaySettings(max_connections=8, timeout_seconds=10))
+    return PollerSettings(**{**settings, **options})
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Collection
 
-from spacesync.common.exchange import ExchangeServer
+from spacesync.common.exchange import ConnectionProblem, ExchangeError, ExchangeServer
 from spacesync.exchange_poller.watches import NO_NOTIFICATIONS, Watches
 
 
@@ -14,6 +14,7 @@ class FakeWatch:
         self.server = server
         self.on_change = on_change
         self.mailboxes: list[str] = []
+        self.problems: dict[str, ExchangeError] = {}
         self.closed = False
         self.stop = asyncio.Event()
 
@@ -60,4 +61,20 @@ async def test_without_notifications_nothing_is_watched() -> None:
     watches = Watches(None, lambda _: None)
     watches.update({A: ["r1@x.org"]})
     assert watches.mode("r1@x.org") == NO_NOTIFICATIONS
+    await watches.close()
+
+
+async def test_the_problem_of_a_mailbox_comes_from_its_server_s_watch() -> None:
+    made: list[FakeWatch] = []
+
+    def factory(server: ExchangeServer, on_change: Callable[[str], None]) -> FakeWatch:
+        made.append(FakeWatch(server, on_change))
+        return made[-1]
+
+    watches = Watches(factory, lambda _: None)
+    watches.update({A: ["r1@x.org"], B: ["r2@x.org"]})
+    refused = ExchangeError(ConnectionProblem.ACCESS_DENIED, "notifications need ApplicationImpersonation")
+    made[1].problems["r2@x.org"] = refused
+    assert watches.problem("r2@x.org") is refused
+    assert watches.problem("r1@x.org") is None
     await watches.close()

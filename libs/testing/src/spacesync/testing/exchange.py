@@ -19,6 +19,7 @@ from spacesync.exchange_simulator.seed import Seed
 
 WRITER = "LIBRARY\\svc-spacesync"
 READONLY = "LIBRARY\\svc-readonly"
+IMPERSONATOR = "svc-impersonation@rooms.example.org"  # ApplicationImpersonation over the rooms
 PASSWORD = "test-Passw0rd"  # noqa: S105 - the simulator's test account
 ROOM_DOMAIN = "rooms.example.org"
 OUTLOOK_USER = {"name": "Jane Librarian", "smtp": f"jane@{ROOM_DOMAIN}"}
@@ -29,13 +30,15 @@ def room(index: int) -> str:
 
 
 def rooms_seed(count: int = 12) -> Seed:
-    """`count` room mailboxes, a delegate writer, a free/busy-only account and an Outlook user."""
+    """`count` room mailboxes, a delegate writer, a free/busy-only account, an impersonation account and an
+    Outlook user."""
     return Seed.model_validate({
         "mailboxes": [{"smtp": room(i), "name": f"Room {i}", "kind": "room"} for i in range(count)]
         + [{"smtp": f"jane@{ROOM_DOMAIN}", "name": "Jane Librarian", "kind": "user"}],
         "accounts": [
             {"username": WRITER, "password": PASSWORD, "default_access": "delegate_write", "max_concurrency": 64},
             {"username": READONLY, "password": PASSWORD, "default_access": "freebusy"},
+            {"username": IMPERSONATOR, "password": PASSWORD, "default_access": "impersonation", "max_concurrency": 64},
         ],
     })
 

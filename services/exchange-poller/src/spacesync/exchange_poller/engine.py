@@ -397,6 +397,11 @@ class Poller:
     def notification_mode(self, mailbox: str) -> str:
         return self._watches.mode(mailbox)
 
+    def notification_problem(self, mailbox: str) -> str | None:
+        """Why the room has no notifications (it is polled), in words an operator can act on."""
+        problem = self._watches.problem(mailbox)
+        return problem.message if problem is not None else None
+
     def sequence(self, space_id: str) -> int | None:
         """The sequence of the space's last published picture."""
         record = self._records.get(space_id)

@@ -7,10 +7,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from typing import Protocol
 
-from spacesync.common.exchange import ExchangeServer
+from spacesync.common.exchange import ExchangeError, ExchangeServer
 
 log = logging.getLogger(__name__)
 NO_NOTIFICATIONS = "none"
@@ -21,6 +21,8 @@ class Watch(Protocol):
     def watch(self, mailboxes: Collection[str]) -> None: ...
     async def run(self) -> None: ...
     def mode(self, mailbox: str) -> str: ...
+    @property
+    def problems(self) -> Mapping[str, ExchangeError]: ...
     async def close(self) -> None: ...
 
 
@@ -55,6 +57,14 @@ class Watches:
             if found != NO_NOTIFICATIONS:
                 return found
         return NO_NOTIFICATIONS
+
+    def problem(self, mailbox: str) -> ExchangeError | None:
+        """Why the mailbox has no subscription now (None: it has one, or is not watched, or not yet tried)."""
+        for watch, _ in self._watches.values():
+            found = watch.problems.get(mailbox)
+            if found is not None:
+                return found
+        return None
 
     async def close(self) -> None:
         watches, self._watches = list(self._watches.values()), {}
