@@ -122,3 +122,10 @@ def at(days: int, hour: int, minute: int = 0) -> datetime:
 def periods(picture: dict[str, Any]) -> list[tuple[datetime, datetime, str]]:
     return [(datetime.fromisoformat(p["start"]), datetime.fromisoformat(p["end"]), p["status"])
             for p in picture["busy"]]
+
+
+def ews_requests(sim: EmbeddedSimulator, operation: str, outcome: str = "NoError") -> int:
+    """EWS requests the simulator answered with this operation and (first) response code."""
+    return int(sum(found.value for metric in sim.state.metrics.requests.collect() for found in metric.samples
+                   if found.name.endswith("_total") and found.labels["operation"] == operation
+                   and found.labels["outcome"] == outcome))

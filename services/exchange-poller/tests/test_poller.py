@@ -6,13 +6,16 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from poller_helpers import PollerUnderTest, at, periods
+from poller_helpers import PollerUnderTest, at, ews_requests, periods
 
 from spacesync.common.events import Topic
-from spacesync.common.exchange import Appointment, ExchangeGateway, ExchangeServer
+from spacesync.common.exchange import Appointment, ExchangeGateway, ExchangeServer, GatewaySettings
+from spacesync.exchange_poller import reads
+from spacesync.exchange_poller.domain import window
 from spacesync.exchange_poller.reads import ReadMode
+from spacesync.exchange_simulator.embedded import EmbeddedSimulator
 from spacesync.testing import wait_until
-from spacesync.testing.exchange import READONLY
+from spacesync.testing.exchange import PASSWORD, READONLY, WRITER, SimulatorAdmin, room, rooms_seed
 from spacesync.testing.kafka import produce
 
 pytestmark = pytest.mark.integration
@@ -128,6 +131,28 @@ async def test_organizer_names_only_with_the_option_on_and_for_meetings_first_se
                      message="re-pairing seen")
     picture = await poller.picture(place.space_id)
     assert [p["organizer"] for p in picture["busy"]] == ["Jane Librarian", "Grace Hopper"]
+
+
+async def test_a_view_read_is_one_find_item_and_names_come_only_when_asked() -> None:
+    # A simulator of its own: the shared one also serves the module poller's reads, which would blur the counts.
+    with EmbeddedSimulator(rooms_seed(1)) as sim:
+        admin = SimulatorAdmin(sim)
+        gateway = ExchangeGateway(GatewaySettings(timeout_seconds=10))
+        server = ExchangeServer(endpoint=sim.ews_url, username=WRITER, password=PASSWORD)
+        try:
+            await admin.book_meeting(room(0), at(1, 9), at(1, 10),
+                                     organizer={"name": "Grace Hopper", "smtp": "grace@rooms.example.org"})
+            span = window(datetime.now(UTC), 120)
+
+            unnamed = await reads.view(gateway, server, room(0), span, organizer=False)
+            named = await reads.view(gateway, server, room(0), span, organizer=True)
+
+            assert (ews_requests(sim, "FindItem"), ews_requests(sim, "GetItem")) == (2, 0)
+            assert [(m.start, m.organizer) for m in unnamed] == [(at(1, 9), None)]
+            assert [(m.start, m.organizer) for m in named] == [(at(1, 9), "Grace Hopper")]
+        finally:
+            await gateway.close()
+            await admin.close()
 
 
 async def test_an_unchanged_room_publishes_nothing_new(poller: PollerUnderTest) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from exchangelib import close_connections
-from poller_helpers import PollerUnderTest, at, periods
+from poller_helpers import PollerUnderTest, at, ews_requests, periods
 from prometheus_client import REGISTRY
 
 from spacesync.exchange_simulator.embedded import EmbeddedSimulator
@@ -38,12 +38,6 @@ def poller_options() -> dict[str, Any]:
     return {"poll_interval_seconds": POLL_SECONDS, "reconcile_interval_seconds": 3600}
 
 
-def subscribes(sim: EmbeddedSimulator, outcome: str) -> int:
-    return int(sum(found.value for metric in sim.state.metrics.requests.collect() for found in metric.samples
-                   if found.name.endswith("_total") and found.labels["operation"] == "Subscribe"
-                   and found.labels["outcome"] == outcome))
-
-
 def reads(trigger: str) -> float:
     return REGISTRY.get_sample_value("spacesync_poller_reads_total", {"read_mode": "view", "trigger": trigger}) or 0.0
 
@@ -57,7 +51,7 @@ async def test_a_delegate_room_without_notifications_is_polled_within_the_poll_i
     assert problem is not None
     assert "notifications need ApplicationImpersonation (location access: impersonation)" in problem
     assert poller.poller.notification_mode(place.mailbox) == "none"
-    assert subscribes(poller.sim, REFUSED) == 1
+    assert ews_requests(poller.sim, "Subscribe", REFUSED) == 1
     await poller.reader.wait_for(lambda r: r.key == place.space_id)  # the first read
     polls = reads("poll")
 
@@ -68,7 +62,7 @@ async def test_a_delegate_room_without_notifications_is_polled_within_the_poll_i
                                          timeout=POLL_SECONDS * 5)
     assert periods(found[-1].json) == [(at(3, 9), at(3, 10), "Busy")]
     assert reads("poll") > polls
-    assert subscribes(poller.sim, REFUSED) == 1  # still the one refusal: nothing retried meanwhile
+    assert ews_requests(poller.sim, "Subscribe", REFUSED) == 1  # still the one refusal: nothing retried meanwhile
 
 
 async def test_an_impersonation_room_gets_notifications_while_delegate_subscriptions_are_refused(
