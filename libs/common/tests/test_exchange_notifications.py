@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import pytest
 from exchangelib import close_connections
-from exchangelib.errors import ErrorSubscriptionNotFound, TransportError
+from exchangelib.errors import ErrorSubscriptionDelegateAccessNotSupported, ErrorSubscriptionNotFound, TransportError
 from prometheus_client import REGISTRY
 
 from spacesync.common.events.catalog import ExchangeAccess
@@ -22,6 +22,7 @@ from spacesync.common.exchange import (
     ExchangeServer,
     GatewaySettings,
 )
+from spacesync.common.exchange.errors import Call, classify
 from spacesync.common.exchange.notifications import CalendarWatch, WatchSettings
 from spacesync.common.exchange.subscriptions import code_of, lost
 from spacesync.exchange_simulator.embedded import EmbeddedSimulator
@@ -64,6 +65,18 @@ def test_lost_subscriptions_are_told_apart_from_other_errors() -> None:
     assert code_of(unsubscribed) == "ErrorSubscriptionUnsubscribed"
     assert lost(unsubscribed) is not None
     assert lost(TransportError("something else")) is None
+
+
+def test_delegate_access_refused_is_a_problem_of_its_own_and_not_transient() -> None:
+    server = ExchangeServer(endpoint="https://mail.example.org/EWS/Exchange.asmx", username="LIBRARY\\svc",
+                            password="pw-secret")
+    refused = ErrorSubscriptionDelegateAccessNotSupported("Subscriptions are not supported for delegate user access.")
+    mapped = classify(refused, Call(server, "subscribe", "room@example.org"))
+    assert isinstance(mapped, DelegateSubscriptionRefused)
+    assert not mapped.transient
+    assert mapped.message.startswith("Exchange at mail.example.org:443 refuses calendar notifications to "
+                                     "'LIBRARY\\svc'")
+    assert "pw-secret" not in mapped.message
 
 
 # -- against the simulator ----------------------------------------------------------------------------------------

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 
 import pytest
 from ews_helpers import AUTH_TYPES, AccountFactory, requests_seen
 from exchangelib import IMPERSONATION, CalendarItem, EWSDateTime, EWSTimeZone, ExtendedProperty
 from exchangelib.errors import ErrorAccessDenied, ErrorIrresolvableConflict, ErrorItemNotFound
-from exchangelib.fields import MONDAY, WEDNESDAY
+from exchangelib.fields import MONDAY, WEDNESDAY, FieldPath
 from exchangelib.items import SEND_TO_NONE
 from exchangelib.recurrence import NumberedPattern, WeeklyPattern
 from exchangelib.recurrence import Recurrence as Recurrence_
@@ -111,6 +112,26 @@ def test_view_expands_recurring_outlook_meetings(account: AccountFactory, simula
     only = list(room.calendar.view(start=at(0, day=1), end=at(0, day=31)).only("subject", "start", "end",
                                                                                   "legacy_free_busy_status"))
     assert len(only) == 5
+
+
+def test_find_item_gives_the_organizer_s_name_only(account: AccountFactory, simulator: EmbeddedSimulator) -> None:
+    async def outlook_meeting() -> None:
+        simulator.state.calendars.create("room1@example.org", StoredItem(
+            id="", change_key="", mailbox="room1@example.org", subject="Staff meeting",
+            start=dt.datetime(2031, 3, 5, 9, tzinfo=dt.UTC), end=dt.datetime(2031, 3, 5, 10, tzinfo=dt.UTC),
+            free_busy=FreeBusy.BUSY, organizer=Person("Alice Organizer", "alice@example.org"), origin="outlook"))
+
+    simulator.call(outlook_meeting())
+    room = account()
+    # exchangelib fetches a mailbox field with GetItem; a non-complex copy of the field asks FindItem for it.
+    organizer = copy.copy(CalendarItem.get_field_by_fieldname("organizer"))
+    organizer.is_complex = False
+    query = room.calendar.view(start=at(0, day=5), end=at(0, day=6)).only("subject")
+    query.only_fields = (*query.only_fields, FieldPath(field=organizer))
+    [found] = list(query)
+    assert (found.organizer.name, found.organizer.email_address) == ("Alice Organizer", None)
+    assert requests_seen(simulator.state, "GetItem") == 0
+    assert room.calendar.get(id=found.id).organizer.email_address == "alice@example.org"  # GetItem: the address too
 
 
 def test_filter_on_extended_property(account: AccountFactory) -> None:
