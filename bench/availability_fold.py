@@ -29,7 +29,7 @@ from pathlib import Path
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from harness import CpuMeter, Processes
+from harness import CpuMeter, Processes, free_port
 from pydantic import BaseModel
 
 from spacesync.availability_service.handlers import READERS
@@ -163,6 +163,8 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--spaces", type=int, default=300)
+    parser.add_argument("--replicas", type=int, default=1,
+                        help="service processes sharing the schema and the consumer group (scaling out)")
     parser.add_argument("--timeout", type=float, default=600.0, help="give up on the fold after this many seconds")
     args = parser.parse_args()
 
@@ -194,17 +196,24 @@ async def main() -> None:
             admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
             await admin.start()
             launched = time.perf_counter()
-            service = await procs.service("availability-service", "spacesync.availability_service",
-                                          procs.common_env(SPACESYNC_ADMIN_TOKEN=TOKEN), ready="/healthz")
-            meter = CpuMeter({"availability": service.process.pid})
+            env = procs.common_env(SPACESYNC_ADMIN_TOKEN=TOKEN)
+            service = await procs.service("availability-service", "spacesync.availability_service", env,
+                                          ready="/healthz")
+            replicas = [service]
+            for n in range(2, args.replicas + 1):  # the same schema and consumer group
+                port = free_port()
+                replicas.append(procs.start(f"availability-service-{n}", "spacesync.availability_service", {
+                    **env, "SPACESYNC_SCHEMA_NAME": procs.schemas[-1], "SPACESYNC_CONSUMER_GROUP": group,
+                    "SPACESYNC_HTTP_PORT": str(port)}, port))
+            meter = CpuMeter({f"availability-{n}": r.process.pid for n, r in enumerate(replicas, 1)})
             first_at = None
             first_done = 0
             done = 0
             while done < total:
                 if time.perf_counter() - launched > args.timeout:
                     raise SystemExit(f"the fold did not finish within {args.timeout:.0f} s ({done}/{total})")
-                if service.process.poll() is not None:
-                    raise SystemExit("availability-service exited")
+                if any(r.process.poll() is not None for r in replicas):
+                    raise SystemExit("an availability-service process exited")
                 done = await committed_total(admin, group, partitions)
                 if first_at is None and done > 0:
                     first_at, first_done = time.perf_counter(), done
@@ -229,12 +238,13 @@ async def main() -> None:
                   f"{base_rate:>9.0f} |        1.00")
             print(f"{'parse: CloudEvent + booking reader (1 core)':<44} | {total:>8} | {total / parsed:>7.2f} | "
                   f"{parsed:>9.0f} | {parsed / base_rate:>11.2f}")
-            print(f"{'fold: availability-service -> Postgres':<44} | {total - first_done:>8} | "
+            print(f"{f'fold: availability-service x{args.replicas} -> Postgres':<44} | {total - first_done:>8} | "
                   f"{finished - first_at:>7.2f} | {fold_rate:>9.0f} | {fold_rate / base_rate:>11.2f}")
             print()
             print(f"fold incl. start and group join: {total / (finished - launched):.0f} events/s "
                   f"({finished - launched:.1f} s); aim {AIM:.0f} events/s: {'met' if fold_rate >= AIM else 'NOT met'}")
-            print(f"CPU while folding (share of one core): service {cpu['availability']:.2f}, "
+            services = " + ".join(f"{cpu[f'availability-{n}']:.2f}" for n in range(1, len(replicas) + 1))
+            print(f"CPU while folding (share of one core): service {services}, "
                   f"rest of machine (Kafka, PostgreSQL, others) {cpu['rest']:.2f}, bench {cpu['bench']:.2f}; "
                   f"machine {cpu['machine']:.0%} busy")
             print(f"view: {kept} bookings, {rows} booked slots")

@@ -4,6 +4,7 @@ schema (see rebuild.py)."""
 
 import argparse
 import asyncio
+import gc
 import sys
 
 from spacesync.availability_service.app import create_app
@@ -24,11 +25,20 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     settings = load_settings(AvailabilitySettings)
     configure_logging("availability-service", settings.log_level)
+    tune_gc()
     if args.command == "rebuild":
         report = asyncio.run(rebuild(settings, schema=args.schema, compare=args.compare))
         print(report.text())
         sys.exit(0 if report.identical in (None, True) else 1)
     serve(create_app(settings), settings)
+
+
+def tune_gc() -> None:
+    """The fold allocates ~100 objects per event and holds a batch of thousands: at the default thresholds the
+    collector walks the whole heap every ~70,000 allocations, ~30% of the fold's CPU. What exists at start is
+    frozen (never walked again) and collections run 70x less often; the fold makes little cyclic garbage."""
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
 
 
 if __name__ == "__main__":

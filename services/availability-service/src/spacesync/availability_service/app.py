@@ -35,7 +35,7 @@ def create_app(settings: AvailabilitySettings) -> FastAPI:
     db = Database(dsn, settings.schema_name, min_size=settings.postgres.pool_min_size,
                   max_size=settings.postgres.pool_max_size)
     broker = create_broker(settings.kafka, service=SERVICE)
-    for topic, handler in folds(db).items():
+    for topic, handler in folds(db, settings.fold_connections).items():
         subscribe_event_batches(broker, settings.kafka, topic, group_id=settings.consumer_group, handler=handler,
                                 max_records=settings.fold_batch_records, description=DESCRIPTIONS[topic],
                                 readers=READERS)

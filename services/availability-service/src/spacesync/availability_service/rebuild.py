@@ -59,7 +59,7 @@ async def rebuild(settings: AvailabilitySettings, *, schema: str | None = None,
     await migrate_service(dsn, schema, PACKAGE, "availability")
     report = RebuildReport(schema)
     started = time.perf_counter()
-    db = Database(dsn, schema, min_size=1, max_size=2)
+    db = Database(dsn, schema, min_size=1, max_size=settings.fold_connections + 1)
     await db.open()
     try:
         await _replay(settings, db, report)
@@ -82,7 +82,7 @@ async def _require_fresh(dsn: str, schema: str) -> None:
 
 
 async def _replay(settings: AvailabilitySettings, db: Database, report: RebuildReport) -> None:
-    handlers = folds(db)
+    handlers = folds(db, settings.fold_connections)
     topic_of = {settings.kafka.topic(topic.value): topic for topic in handlers}
     # Without a group, aiokafka assigns every partition of the topics and commits nothing.
     consumer = AIOKafkaConsumer(*topic_of, bootstrap_servers=settings.kafka.bootstrap_servers, group_id=None,
