@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -11,6 +12,7 @@ from spacesync.common.events.catalog import ExchangeConnection, LocationState, S
 from spacesync.common.events.freebusy import BusyPeriod, OutlookBusyStatus
 
 NAME_MAX = 200  # the contract's Name
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # the contract's Name refuses them; a directory's display name may not
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,7 @@ def organizer_name(organizer: str | None, first_seen: datetime | None, policy: N
     turned on. Password authentication gives names only, never addresses (the seed): an address is dropped."""
     if not policy.populate or policy.since is None or first_seen is None or first_seen < policy.since:
         return None
-    name = " ".join((organizer or "").split())[:NAME_MAX]  # printable: line breaks and tabs become spaces
+    name = " ".join(CONTROL.sub(" ", organizer or "").split())[:NAME_MAX]  # printable: control characters become spaces
     if not name or "@" in name:
         return None
     return name

@@ -206,15 +206,19 @@ class Poller:
         for room in wanted.values():
             self._by_mailbox.setdefault(room.mailbox, set()).add(room.space_id)
         in_use = {room.connection for room in wanted.values()}
-        for connection in [c for c in self._servers if c not in in_use]:
-            self._gateway.forget(self._servers.pop(connection))
+        dropped = {self._servers.pop(c) for c in [c for c in self._servers if c not in in_use]}
+        watched = self._watched_servers()
+        # Options beside the credentials (names, title rule, a passed test) make a new connection but the same
+        # server: its cached sessions and calls in flight stay.
+        for server in dropped - set(watched):
+            self._gateway.forget(server)
         for space_id in gone:
             if self._read_ok.pop(space_id, None) is not None:
                 metrics.PICTURE_AGE.remove(space_id)
         for space_id, record in list(self._records.items()):
             if record.mailbox is not None and space_id not in wanted:
                 await self._retract(space_id, record)
-        self._watches.update(self._watched_servers())
+        self._watches.update(watched)
         self.loaded.set()
 
     def _watched_servers(self) -> dict[ExchangeServer, list[str]]:
@@ -280,8 +284,9 @@ class Poller:
                 if error.problem is ConnectionProblem.ACCESS_DENIED:
                     return None
                 return await self._failed(room, error, ReadMode.VIEW)
-        await self._apply(room, meetings, observed, span, ReadMode.VIEW)
-        return 0
+            except Exception as error:
+                return await self._unexpected(room, error, ReadMode.VIEW)
+        return await self._apply_or_fail(room, meetings, observed, span, ReadMode.VIEW)
 
     async def _read_free_busy(self, server: ExchangeServer, rooms: list[Room], trigger: str) -> int:
         async with self._slots:
@@ -292,6 +297,8 @@ class Poller:
                 answers = await reads.free_busy(self._gateway, server, sorted({r.mailbox for r in rooms}), span)
             except ExchangeError as error:
                 return sum([await self._failed(room, error, ReadMode.FREE_BUSY) for room in rooms])
+            except Exception as error:
+                return sum([await self._unexpected(room, error, ReadMode.FREE_BUSY) for room in rooms])
         errors = 0
         for room in rooms:
             answer = answers.get(room.mailbox, ExchangeError(ConnectionProblem.SERVER_ERROR,
@@ -299,8 +306,18 @@ class Poller:
             if isinstance(answer, ExchangeError):
                 errors += await self._failed(room, answer, ReadMode.FREE_BUSY)
             else:
-                await self._apply(room, answer, observed, span, ReadMode.FREE_BUSY)
+                errors += await self._apply_or_fail(room, answer, observed, span, ReadMode.FREE_BUSY)
         return errors
+
+    async def _apply_or_fail(self, room: Room, meetings: list[Meeting], observed: datetime, span: Window,
+                             mode: ReadMode) -> int:
+        """0, or 1 when the picture could not be recorded (the database, a picture the contract refuses): that room
+        keeps its last picture, the other rooms of the read go on."""
+        try:
+            await self._apply(room, meetings, observed, span, mode)
+        except Exception as error:
+            return await self._unexpected(room, error, mode)
+        return 0
 
     async def _apply(self, room: Room, meetings: list[Meeting], observed: datetime, span: Window,
                      mode: ReadMode) -> None:
@@ -356,6 +373,14 @@ class Poller:
         self._records[room.space_id] = replace(record, last_error=message) if record is not None else RoomRecord(
             room.location_id, None, None, None, 0, message)
         return 1
+
+    async def _unexpected(self, room: Room, error: Exception, mode: ReadMode) -> int:
+        """A room's read that failed for a reason Exchange did not give (a bug, the database): logged with its
+        traceback, then recorded like an Exchange error."""
+        log.error("room read failed unexpectedly", exc_info=error, extra={"space_id": room.space_id})
+        message = " ".join(f"{type(error).__name__}: {error}".split())[:300]
+        return await self._failed(room, ExchangeError(ConnectionProblem.SERVER_ERROR, f"internal error: {message}"),
+                                  mode)
 
     async def _retract(self, space_id: str, record: RoomRecord) -> None:
         """The space is no longer paired (or its location no longer connected): one empty picture, no mailbox."""

@@ -1,0 +1,176 @@
+"""The engine's decisions with a fake gateway and store (no infra): what a catalog change drops, what a room's
+failure leaves standing."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from spacesync.common.events import ExchangeConnection, FreeBusyState, LocationState, SpaceState
+from spacesync.common.events.catalog import OpeningHours
+from spacesync.common.exchange import BusyTime, CalendarEntry, ConnectionProblem, ExchangeError, ExchangeServer
+from spacesync.common.secrets import SecretBox, generate_key
+from spacesync.exchange_poller import store
+from spacesync.exchange_poller.engine import Poller
+from spacesync.exchange_poller.reads import ReadMode
+from spacesync.exchange_poller.store import RoomRecord
+from spacesync.exchange_poller.watches import Watches
+
+NOW = datetime(2026, 3, 10, 14, 30, tzinfo=UTC)
+SECRETS = SecretBox(generate_key())
+ALL_DAY = OpeningHours.model_validate({day: [{"open": "00:00", "close": "24:00"}] for day in OpeningHours.WEEKDAYS})
+
+
+class FakeConn:
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        yield
+
+
+class FakeDb:
+    @asynccontextmanager
+    async def acquire(self) -> AsyncIterator[FakeConn]:
+        yield FakeConn()
+
+
+class FakeGateway:
+    def __init__(self) -> None:
+        self.forgotten: list[ExchangeServer] = []
+        self.entries: dict[str, list[CalendarEntry] | ExchangeError] = {}
+        self.busy: dict[str, list[BusyTime]] = {}
+
+    def forget(self, server: ExchangeServer) -> None:
+        self.forgotten.append(server)
+
+    async def view(self, server: ExchangeServer, mailbox: str, start: datetime, end: datetime, *,
+                   organizer: bool = True) -> list[CalendarEntry]:
+        found = self.entries.get(mailbox, [])
+        if isinstance(found, ExchangeError):
+            raise found
+        return found
+
+    async def free_busy(self, server: ExchangeServer, mailboxes: Sequence[str], start: datetime, end: datetime,
+                        ) -> dict[str, list[BusyTime] | ExchangeError]:
+        return {mailbox: list(self.busy.get(mailbox, [])) for mailbox in mailboxes}
+
+
+class FakeStore:
+    """The store functions the engine calls, in memory; `broken` spaces fail to publish (a database error)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.locations: list[LocationState] = []
+        self.spaces: list[SpaceState] = []
+        self.published: list[FreeBusyState] = []
+        self.broken: set[str] = set()
+        for name in ("catalog", "room_records", "publish", "record_read", "first_seen"):
+            monkeypatch.setattr(store, name, getattr(self, name))
+
+    async def catalog(self, conn: Any) -> tuple[list[LocationState], list[SpaceState]]:
+        return list(self.locations), list(self.spaces)
+
+    async def room_records(self, conn: Any) -> dict[str, RoomRecord]:
+        return {}
+
+    async def publish(self, conn: Any, state: FreeBusyState, digest: str, items_digest: str | None,
+                      read_mode: str | None) -> RoomRecord:
+        if state.space_id in self.broken:
+            raise ConnectionError("the database went away")
+        self.published.append(state)
+        return RoomRecord(state.location_id, state.mailbox, digest, items_digest, state.sequence, None)
+
+    async def record_read(self, conn: Any, space_id: str, location_id: str, **_: Any) -> None:
+        return None
+
+    async def first_seen(self, conn: Any, space_id: str, item_ids: set[str], now: datetime) -> dict[str, datetime]:
+        return {item_id: now for item_id in item_ids}
+
+
+def location(location_id: str = "loc-1", *, version: int = 1, rotated: bool = False, **options: Any) -> LocationState:
+    return LocationState(location_id=location_id, version=version, name="Main Library", timezone="UTC",
+                         updated_at=NOW, exchange=ExchangeConnection(
+                             server="https://mail.example.org", username="svc",
+                             password_encrypted=SECRETS.encrypt("new" if rotated else "pw"), **options))
+
+
+def space(space_id: str, mailbox: str, location_id: str = "loc-1") -> SpaceState:
+    return SpaceState(space_id=space_id, location_id=location_id, category_id="cat-1", version=1, name=space_id,
+                      slot_minutes=30, max_booking_minutes=240, opening_hours=ALL_DAY, updated_at=NOW,
+                      exchange_resource=mailbox, paired_at=NOW)
+
+
+def entry(item_id: str, hour: int, organizer: str | None = None) -> CalendarEntry:
+    start = NOW.replace(hour=hour, minute=0) + timedelta(days=1)
+    return CalendarEntry(item_id=item_id, start=start, end=start + timedelta(hours=1), subject="Meeting",
+                         busy_status="Busy", organizer=organizer, slot_id=None, booking_id=None)
+
+
+def poller(gateway: FakeGateway) -> Poller:
+    return Poller(FakeDb(), gateway, SECRETS, Watches(None, lambda mailbox: None),  # type: ignore[arg-type]
+                  clock=lambda: NOW)
+
+
+@pytest.fixture
+def fake_store(monkeypatch: pytest.MonkeyPatch) -> FakeStore:
+    return FakeStore(monkeypatch)
+
+
+async def test_saving_location_options_that_keep_the_credentials_keeps_the_server(fake_store: FakeStore) -> None:
+    gateway = FakeGateway()
+    engine = poller(gateway)
+    first = location()
+    fake_store.locations, fake_store.spaces = [first], [space("s1", "room1@example.org")]
+    engine.catalog_changed()
+    await engine.catch_up()
+
+    # The names option turned on, a connection test passed: the same server and credentials.
+    assert first.exchange is not None
+    fake_store.locations = [first.model_copy(update={"version": 2, "exchange": first.exchange.model_copy(update={
+        "populate_organizer": True, "populate_organizer_since": NOW, "verified_at": NOW})})]
+    engine.catalog_changed()
+    await engine.catch_up()
+    assert gateway.forgotten == []
+
+    # New credentials: the old server's cached connections go.
+    fake_store.locations = [location(version=3, rotated=True)]
+    engine.catalog_changed()
+    await engine.catch_up()
+    assert [server.password for server in gateway.forgotten] == ["pw"]
+
+
+async def test_a_room_that_cannot_be_published_never_stops_the_others(fake_store: FakeStore) -> None:
+    gateway = FakeGateway()
+    engine = poller(gateway)
+    fake_store.locations = [location()]
+    fake_store.spaces = [space("broken", "room1@example.org"), space("fine", "room2@example.org")]
+    gateway.entries["room1@example.org"] = [entry("a", 9)]
+    # room2 grants free/busy only: its view is refused and it joins a free/busy batch of the same read.
+    gateway.entries["room2@example.org"] = ExchangeError(ConnectionProblem.ACCESS_DENIED, "free/busy only")
+    gateway.busy["room2@example.org"] = [BusyTime(NOW + timedelta(days=1), NOW + timedelta(days=1, hours=1),
+                                                  "Busy", None)]
+    fake_store.broken = {"broken"}
+    engine.catalog_changed()
+
+    await engine.catch_up()
+
+    assert [state.space_id for state in fake_store.published] == ["fine"]
+    assert len(fake_store.published[0].busy) == 1
+    assert engine.read_mode("fine") is ReadMode.FREE_BUSY
+    assert engine.last_error("broken") is not None
+    assert engine.sequence("broken") is None
+
+
+async def test_an_organizer_name_with_control_characters_is_published_cleaned(fake_store: FakeStore) -> None:
+    gateway = FakeGateway()
+    engine = poller(gateway)
+    fake_store.locations = [location(populate_organizer=True, populate_organizer_since=NOW - timedelta(days=1))]
+    fake_store.spaces = [space("s1", "room1@example.org")]
+    gateway.entries["room1@example.org"] = [entry("a", 9, organizer="Ada\x7fLovelace\x00")]
+    engine.catalog_changed()
+
+    await engine.catch_up()
+
+    assert [[period.organizer for period in state.busy] for state in fake_store.published] == [["Ada Lovelace"]]
