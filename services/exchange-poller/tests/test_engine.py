@@ -3,8 +3,9 @@ failure leaves standing."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -108,9 +109,9 @@ def entry(item_id: str, hour: int, organizer: str | None = None) -> CalendarEntr
                          busy_status="Busy", organizer=organizer, slot_id=None, booking_id=None)
 
 
-def poller(gateway: FakeGateway) -> Poller:
+def poller(gateway: FakeGateway, clock: Callable[[], datetime] = lambda: NOW) -> Poller:
     return Poller(FakeDb(), gateway, SECRETS, Watches(None, lambda mailbox: None),  # type: ignore[arg-type]
-                  clock=lambda: NOW)
+                  clock=clock)
 
 
 @pytest.fixture
@@ -174,3 +175,28 @@ async def test_an_organizer_name_with_control_characters_is_published_cleaned(fa
     await engine.catch_up()
 
     assert [[period.organizer for period in state.busy] for state in fake_store.published] == [["Ada Lovelace"]]
+
+
+async def test_a_room_read_through_free_busy_tries_the_view_again_once_rights_come_back(
+        fake_store: FakeStore) -> None:
+    gateway = FakeGateway()
+    clock = [NOW]
+    engine = poller(gateway, clock=lambda: clock[0])
+    fake_store.locations, fake_store.spaces = [location()], [space("s1", "room1@example.org")]
+    gateway.entries["room1@example.org"] = ExchangeError(ConnectionProblem.ACCESS_DENIED, "free/busy only")
+    ours = entry("ours", 9)
+    gateway.busy["room1@example.org"] = [BusyTime(ours.start, ours.end, "Busy", None)]  # our writer's appointment
+    engine.catalog_changed()
+    await engine.catch_up()
+    assert engine.read_mode("s1") is ReadMode.FREE_BUSY
+
+    # Editor rights granted again: the view shows the appointment is ours (stamped), free/busy cannot.
+    gateway.entries["room1@example.org"] = [replace(ours, slot_id="source/booking/slot")]
+    clock[0] = NOW + timedelta(minutes=5)
+    await engine.reconcile()
+    assert engine.read_mode("s1") is ReadMode.FREE_BUSY  # not asked on every read
+
+    clock[0] = NOW + timedelta(hours=2)
+    await engine.reconcile()
+    assert engine.read_mode("s1") is ReadMode.VIEW
+    assert [len(state.busy) for state in fake_store.published] == [1, 0]

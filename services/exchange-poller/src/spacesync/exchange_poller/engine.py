@@ -45,6 +45,9 @@ from spacesync.exchange_poller.watches import NO_NOTIFICATIONS, Watches
 
 log = logging.getLogger(__name__)
 RETRY_DELAY_SECONDS = 1.0
+# A room whose view was refused is read through free/busy, and asks for the view again this often: rights may have
+# come back, and only the view tells our writer's (stamped) appointments apart from Outlook meetings.
+VIEW_RETRY_SECONDS = 3600.0
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,7 @@ class Poller:
         self._by_mailbox: dict[str, set[str]] = {}
         self._records: dict[str, RoomRecord] = {}
         self._modes: dict[str, ReadMode] = {}
+        self._view_asked: dict[str, datetime] = {}  # when a free/busy room's view was last refused or asked again
         self._applied: dict[str, datetime] = {}  # start of the last applied read per room
         self._read_ok: dict[str, datetime] = {}
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -245,6 +249,7 @@ class Poller:
         """Reads the rooms (views one by one, free/busy in batches per server); returns how many failed. A room
         whose calendar view is refused is read through free/busy from then on, starting with this read."""
         failures = 0
+        now = self._clock()
         views: list[tuple[Room, ExchangeServer]] = []
         by_server: dict[ExchangeServer, list[Room]] = {}
         for room in rooms:
@@ -253,23 +258,38 @@ class Poller:
             except ExchangeError as error:
                 failures += await self._failed(room, error, ReadMode.VIEW)
                 continue
-            if self._modes.get(room.space_id) is ReadMode.FREE_BUSY:
+            if self._reads_free_busy(room.space_id, now):
                 by_server.setdefault(server, []).append(room)
             else:
                 views.append((room, server))
         outcomes = await asyncio.gather(*(self._read_view(room, server, trigger) for room, server in views))
         for (room, server), outcome in zip(views, outcomes, strict=True):
             if outcome is None:  # refused: free/busy rights only
-                log.info("calendar view refused: reading free/busy", extra={"space_id": room.space_id,
-                                                                            "mailbox": room.mailbox})
+                if self._modes.get(room.space_id) is not ReadMode.FREE_BUSY:
+                    log.info("calendar view refused: reading free/busy", extra={"space_id": room.space_id,
+                                                                                "mailbox": room.mailbox})
                 self._modes[room.space_id] = ReadMode.FREE_BUSY
+                self._view_asked[room.space_id] = now
                 by_server.setdefault(server, []).append(room)
             else:
+                if outcome == 0 and self._modes.pop(room.space_id, None) is not None:
+                    log.info("calendar view allowed again", extra={"space_id": room.space_id,
+                                                                   "mailbox": room.mailbox})
                 failures += outcome
         batches = [(server, group[i:i + reads.FREE_BUSY_BATCH]) for server, group in by_server.items()
                    for i in range(0, len(group), reads.FREE_BUSY_BATCH)]
         return failures + sum(await asyncio.gather(
             *(self._read_free_busy(server, batch, trigger) for server, batch in batches)))
+
+    def _reads_free_busy(self, space_id: str, now: datetime) -> bool:
+        """Whether the room is read through free/busy this time (not when its view is due to be asked again)."""
+        if self._modes.get(space_id) is not ReadMode.FREE_BUSY:
+            return False
+        asked = self._view_asked.get(space_id)
+        if asked is not None and (now - asked).total_seconds() < VIEW_RETRY_SECONDS:
+            return True
+        self._view_asked[space_id] = now
+        return False
 
     async def _read_view(self, room: Room, server: ExchangeServer, trigger: str) -> int | None:
         """0: read, 1: failed, None: the view was refused (access denied)."""
