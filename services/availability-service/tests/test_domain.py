@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -91,3 +92,24 @@ def test_date_ranges_are_bounded() -> None:
         check_range(MONDAY, MONDAY + timedelta(days=31), 31)
     with pytest.raises(RangeError, match="before start"):
         check_range(MONDAY, MONDAY - timedelta(days=1), 31)
+
+
+@pytest.mark.parametrize("zone", ["Europe/London", "Asia/Kolkata", "Australia/Adelaide", "America/St_Johns"])
+def test_days_without_a_clock_change_match_the_zone_conversion(zone: str) -> None:
+    hours = OpeningHours.model_validate({day: [{"open": "07:30", "close": "23:45"}] for day in OpeningHours.WEEKDAYS})
+    tz = ZoneInfo(zone)
+    for day in (date(2026, 1, 15), date(2026, 7, 15)):
+        expected = [(datetime.combine(day, time(7, 30), tz).astimezone(UTC) + timedelta(minutes=15 * n),
+                     datetime.combine(day, time(7, 30), tz).astimezone(UTC) + timedelta(minutes=15 * (n + 1)))
+                    for n in range(65)]
+        assert slot_times(layout(zone, minutes=15, hours=hours), day, day) == expected
+
+
+def test_overlaps_are_found_with_long_and_short_intervals_mixed() -> None:
+    week = Busy(utc(MONDAY, 0) - timedelta(days=3), utc(MONDAY, 10, 30), "OOF")
+    inside = Busy(utc(MONDAY, 9, 30), utc(MONDAY, 9, 45), "Inside")
+    late = Busy(utc(MONDAY, 11, 15), utc(MONDAY, 11, 30), "Late")
+    grid = slot_grid(layout("UTC"), MONDAY, MONDAY, [], [late, inside, week], now=LONG_AGO)
+    assert [s.organizer for s in grid] == ["OOF", "OOF", "Late"]
+    grid = slot_grid(layout("UTC"), MONDAY, MONDAY, [], [inside], now=LONG_AGO)
+    assert [s.state for s in grid] == [SlotState.BUSY_IN_OUTLOOK, SlotState.AVAILABLE, SlotState.AVAILABLE]

@@ -3,9 +3,11 @@ each slot available, booked, 'BUSY in Outlook' or closed."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
+from typing import Generic, TypeVar
 from zoneinfo import ZoneInfo
 
 from spacesync.common.events.catalog import OpeningHours, clock_minutes
@@ -50,7 +52,7 @@ class Busy:
     organizer: str | None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs 3x, and a grid makes hundreds
 class Slot:
     start: datetime
     end: datetime
@@ -81,21 +83,35 @@ def slot_times(layout: SpaceLayout, first: date, last: date) -> list[tuple[datet
     closing, as UTC. No slot starts at a wall-clock time that does not exist (the hour skipped when clocks go
     forward; a slot ending there ends at the change); a repeated hour (clocks go back) is laid out once, at its
     first occurrence."""
-    zone = ZoneInfo(layout.timezone)
-    step = layout.slot_minutes
     slots: list[tuple[datetime, datetime]] = []
     for day in local_days(first, last):
-        midnight = datetime.combine(day, time())
-        for interval in layout.opening_hours.on_weekday(day.weekday()):
-            close = clock_minutes(interval.close)
-            minute = clock_minutes(interval.open)
-            while minute + step <= close:
-                start = _utc(midnight + timedelta(minutes=minute), zone)
-                end = (midnight + timedelta(minutes=minute + step)).replace(tzinfo=zone).astimezone(UTC)
-                if start is not None and end > start:
-                    slots.append((start, end))
-                minute += step
+        intervals = tuple((clock_minutes(i.open), clock_minutes(i.close))
+                          for i in layout.opening_hours.on_weekday(day.weekday()))
+        slots += _day_slots(layout.timezone, layout.slot_minutes, intervals, day)
     return slots
+
+
+@functools.lru_cache(maxsize=8192)
+def _day_slots(timezone: str, step: int, intervals: tuple[tuple[int, int], ...], day: date,
+               ) -> tuple[tuple[datetime, datetime], ...]:
+    """One day's slots; cached, as the spaces of a location mostly share hours and slot length."""
+    zone = ZoneInfo(timezone)
+    midnight = datetime.combine(day, time())
+    offset = midnight.replace(tzinfo=zone).utcoffset()
+    steady = offset == (midnight + timedelta(days=1)).replace(tzinfo=zone).utcoffset()
+    slots = []
+    for opens, closes in intervals:
+        for minute in range(opens, closes - step + 1, step):
+            wall_start = midnight + timedelta(minutes=minute)
+            wall_end = wall_start + timedelta(minutes=step)
+            if steady and offset is not None:  # no clock change that day: plain arithmetic
+                slots.append(((wall_start - offset).replace(tzinfo=UTC), (wall_end - offset).replace(tzinfo=UTC)))
+                continue
+            start = _utc(wall_start, zone)
+            end = wall_end.replace(tzinfo=zone).astimezone(UTC)
+            if start is not None and end > start:
+                slots.append((start, end))
+    return tuple(slots)
 
 
 def _utc(wall: datetime, zone: ZoneInfo) -> datetime | None:
@@ -110,13 +126,15 @@ def slot_grid(layout: SpaceLayout, first: date, last: date, booked: list[Booked]
               now: datetime) -> list[Slot]:
     """Every slot of the days with its state. Precedence: booked (who), then 'BUSY in Outlook', then closed
     (inactive, or the slot has already started), else available."""
+    bookings = _Overlaps(booked)
+    meetings = _Overlaps(busy)
     grid = []
     for start, end in slot_times(layout, first, last):
-        booking = next((b for b in booked if b.start < end and b.end > start), None)
+        booking = bookings.first(start, end)
         if booking is not None:
             grid.append(Slot(start, end, SlotState.BOOKED, "booked", booking=booking))
             continue
-        meeting = next((b for b in busy if b.start < end and b.end > start), None)
+        meeting = meetings.first(start, end)
         if meeting is not None:
             grid.append(Slot(start, end, SlotState.BUSY_IN_OUTLOOK, BUSY_IN_OUTLOOK, organizer=meeting.organizer))
         elif layout.closed_because is not None:
@@ -126,6 +144,28 @@ def slot_grid(layout: SpaceLayout, first: date, last: date, booked: list[Booked]
         else:
             grid.append(Slot(start, end, SlotState.AVAILABLE))
     return grid
+
+
+Interval = TypeVar("Interval", Booked, Busy)
+
+
+class _Overlaps(Generic[Interval]):
+    """The first interval (by start) overlapping each of a series of ascending slots, in one pass."""
+
+    def __init__(self, intervals: list[Interval]) -> None:
+        self._items: list[Interval] = sorted(intervals, key=lambda i: i.start)
+        self._skip = 0  # intervals before this one end before every slot still to come
+
+    def first(self, start: datetime, end: datetime) -> Interval | None:
+        items = self._items
+        while self._skip < len(items) and items[self._skip].end <= start:
+            self._skip += 1
+        for item in items[self._skip:]:
+            if item.start >= end:
+                return None
+            if item.end > start:
+                return item
+        return None
 
 
 def closed_because(*, space_active: bool, category_active: bool, location_active: bool) -> str | None:
