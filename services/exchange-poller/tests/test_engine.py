@@ -3,6 +3,7 @@ failure leaves standing."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -67,6 +68,8 @@ class FakeStore:
         self.spaces: list[SpaceState] = []
         self.published: list[FreeBusyState] = []
         self.broken: set[str] = set()
+        self.recording = asyncio.Event()  # a read's outcome (an error) is being recorded
+        self.errors_held: asyncio.Event | None = None  # recording waits for it
         for name in ("catalog", "room_records", "publish", "record_read", "first_seen"):
             monkeypatch.setattr(store, name, getattr(self, name))
 
@@ -84,7 +87,9 @@ class FakeStore:
         return RoomRecord(state.location_id, state.mailbox, digest, items_digest, state.sequence, None)
 
     async def record_read(self, conn: Any, space_id: str, location_id: str, **_: Any) -> None:
-        return None
+        self.recording.set()
+        if self.errors_held is not None:
+            await self.errors_held.wait()
 
     async def first_seen(self, conn: Any, space_id: str, item_ids: set[str], now: datetime) -> dict[str, datetime]:
         return {item_id: now for item_id in item_ids}
@@ -200,3 +205,30 @@ async def test_a_room_read_through_free_busy_tries_the_view_again_once_rights_co
     await engine.reconcile()
     assert engine.read_mode("s1") is ReadMode.VIEW
     assert [len(state.busy) for state in fake_store.published] == [1, 0]
+
+
+async def test_a_failed_read_recorded_while_another_read_published_keeps_the_newer_picture(
+        fake_store: FakeStore) -> None:
+    gateway = FakeGateway()
+    engine = poller(gateway)
+    fake_store.locations, fake_store.spaces = [location()], [space("s1", "room1@example.org")]
+    first, second = entry("a", 9), entry("b", 11)
+    gateway.entries["room1@example.org"] = [first]
+    engine.catalog_changed()
+    await engine.catch_up()
+    room = engine.rooms["s1"]
+
+    # A read fails (throttled) and its error is being recorded when another read publishes a second meeting.
+    fake_store.errors_held = asyncio.Event()
+    gateway.entries["room1@example.org"] = ExchangeError(ConnectionProblem.THROTTLED, "busy server")
+    failing = asyncio.create_task(engine.read([room]))
+    await fake_store.recording.wait()
+    gateway.entries["room1@example.org"] = [first, second]
+    await engine.read([room])
+    fake_store.errors_held.set()
+    assert await failing == 1
+
+    # The second meeting is cancelled: the picture goes back to the first one, and that is news to readers.
+    gateway.entries["room1@example.org"] = [first]
+    await engine.read([room])
+    assert [len(state.busy) for state in fake_store.published] == [1, 2, 1]

@@ -390,6 +390,7 @@ class Poller:
         except Exception:
             log.exception("could not record a room's read error", extra={"space_id": room.space_id})
             return 1
+        record = self._records.get(room.space_id)  # another read may have published meanwhile: keep its picture
         self._records[room.space_id] = replace(record, last_error=message) if record is not None else RoomRecord(
             room.location_id, None, None, None, 0, message)
         return 1
