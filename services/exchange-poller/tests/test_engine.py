@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from spacesync.common.events import ExchangeConnection, FreeBusyState, LocationState, SpaceState
 from spacesync.common.events.catalog import OpeningHours
@@ -232,3 +233,25 @@ async def test_a_failed_read_recorded_while_another_read_published_keeps_the_new
     gateway.entries["room1@example.org"] = [first]
     await engine.read([room])
     assert [len(state.busy) for state in fake_store.published] == [1, 2, 1]
+
+
+async def test_a_room_never_read_successfully_shows_its_picture_age_growing(fake_store: FakeStore) -> None:
+    gateway = FakeGateway()
+    clock = [NOW]
+    engine = poller(gateway, clock=lambda: clock[0])
+    fake_store.locations = [location()]
+    fake_store.spaces = [space("gone-mailbox", "nobody@example.org"), space("fine", "room2@example.org")]
+    gateway.entries["nobody@example.org"] = ExchangeError(ConnectionProblem.MAILBOX_NOT_FOUND, "no such mailbox")
+    engine.catalog_changed()
+    await engine.catch_up()
+
+    clock[0] = NOW + timedelta(minutes=10)
+    engine.refresh_gauges()
+    assert REGISTRY.get_sample_value("spacesync_poller_picture_age_seconds", {"space_id": "gone-mailbox"}) == 600
+    assert REGISTRY.get_sample_value("spacesync_poller_picture_age_seconds", {"space_id": "fine"}) == 600
+
+    fake_store.spaces = [space("fine", "room2@example.org")]  # unpaired: its gauge goes
+    engine.catalog_changed()
+    await engine.catch_up()
+    engine.refresh_gauges()
+    assert REGISTRY.get_sample_value("spacesync_poller_picture_age_seconds", {"space_id": "gone-mailbox"}) is None

@@ -193,7 +193,10 @@ class Poller:
         async with self._db.acquire() as conn:
             locations, spaces = await store.catalog(conn)
         wanted = rooms_of(locations, spaces)
+        now = self._clock()
         for space_id, room in wanted.items():
+            # A room never read successfully still shows its picture age (growing from when it was first watched).
+            self._read_ok.setdefault(space_id, now)
             old = self._rooms.get(space_id)
             if old != room:
                 self._dirty.add(space_id)

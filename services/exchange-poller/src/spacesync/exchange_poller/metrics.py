@@ -10,6 +10,7 @@ RECONCILIATION = Histogram(
 READ_ERRORS = Counter("spacesync_poller_read_errors_total", "Room reads that failed, by problem", ["problem"])
 READS = Counter("spacesync_poller_reads_total", "Room reads, by read mode and trigger", ["read_mode", "trigger"])
 PICTURE_AGE = Gauge("spacesync_poller_picture_age_seconds",
-                    "Seconds since the room's busy picture was last read from Exchange successfully", ["space_id"])
+                    "Seconds since the room's busy picture was last read from Exchange successfully (never read: "
+                    "since it is watched)", ["space_id"])
 PUBLISHED = Counter("spacesync_poller_pictures_published_total", "freebusy.changed events written to the outbox",
                     ["kind"])
