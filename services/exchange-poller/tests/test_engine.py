@@ -4,7 +4,7 @@ failure leaves standing."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -22,6 +22,7 @@ from spacesync.exchange_poller.engine import Poller
 from spacesync.exchange_poller.reads import ReadMode
 from spacesync.exchange_poller.store import RoomRecord
 from spacesync.exchange_poller.watches import Watches
+from spacesync.testing import wait_until
 
 NOW = datetime(2026, 3, 10, 14, 30, tzinfo=UTC)
 SECRETS = SecretBox(generate_key())
@@ -255,3 +256,61 @@ async def test_a_room_never_read_successfully_shows_its_picture_age_growing(fake
     await engine.catch_up()
     engine.refresh_gauges()
     assert REGISTRY.get_sample_value("spacesync_poller_picture_age_seconds", {"space_id": "gone-mailbox"}) is None
+
+
+class ClosingWatch:
+    """A calendar watch whose close (unsubscribing through its server) waits for `unsubscribed`."""
+
+    def __init__(self, server: ExchangeServer, unsubscribed: asyncio.Event) -> None:
+        self.server = server
+        self.unsubscribed = unsubscribed
+        self.stopped = asyncio.Event()
+        self.closed = False
+
+    def watch(self, mailboxes: Collection[str]) -> None:
+        pass
+
+    async def run(self) -> None:
+        await self.stopped.wait()
+
+    def mode(self, mailbox: str) -> str:
+        return "streaming"
+
+    @property
+    def problems(self) -> Mapping[str, ExchangeError]:
+        return {}
+
+    async def close(self) -> None:
+        await self.unsubscribed.wait()
+        self.closed = True
+        self.stopped.set()
+
+
+async def test_new_credentials_forget_the_old_server_only_after_its_watch_unsubscribed(
+        fake_store: FakeStore) -> None:
+    gateway = FakeGateway()
+    unsubscribed = asyncio.Event()
+    made: list[ClosingWatch] = []
+
+    def factory(server: ExchangeServer, on_change: Callable[[str], None]) -> ClosingWatch:
+        made.append(ClosingWatch(server, unsubscribed))
+        return made[-1]
+
+    watches = Watches(factory, lambda mailbox: None)
+    engine = Poller(FakeDb(), gateway, SECRETS, watches, clock=lambda: NOW)  # type: ignore[arg-type]
+    fake_store.locations, fake_store.spaces = [location()], [space("s1", "room1@example.org")]
+    engine.catalog_changed()
+    await engine.catch_up()
+
+    fake_store.locations = [location(version=2, rotated=True)]
+    engine.catalog_changed()
+    await engine.catch_up()
+    # The old watch still unsubscribes with the old server: forgetting it now would make the gateway open it again
+    # (and keep it for good).
+    assert gateway.forgotten == []
+
+    unsubscribed.set()
+    await wait_until(lambda: gateway.forgotten, timeout=5, message="the old server forgotten")
+    assert made[0].closed
+    assert [server.password for server in gateway.forgotten] == ["pw"]
+    await watches.close()

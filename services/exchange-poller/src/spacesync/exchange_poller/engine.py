@@ -215,17 +215,17 @@ class Poller:
         in_use = {room.connection for room in wanted.values()}
         dropped = {self._servers.pop(c) for c in [c for c in self._servers if c not in in_use]}
         watched = self._watched_servers()
+        self._watches.update(watched)
         # Options beside the credentials (names, title rule, a passed test) make a new connection but the same
         # server: its cached sessions and calls in flight stay.
         for server in dropped - set(watched):
-            self._gateway.forget(server)
+            self._watches.after_close(server, self._gateway.forget)
         for space_id in gone:
             if self._read_ok.pop(space_id, None) is not None:
                 metrics.PICTURE_AGE.remove(space_id)
         for space_id, record in list(self._records.items()):
             if record.mailbox is not None and space_id not in wanted:
                 await self._retract(space_id, record)
-        self._watches.update(watched)
         self.loaded.set()
 
     def _watched_servers(self) -> dict[ExchangeServer, list[str]]:

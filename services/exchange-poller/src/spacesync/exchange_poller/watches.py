@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Callable, Collection, Mapping
 from typing import Protocol
@@ -34,7 +35,7 @@ class Watches:
         self._factory = factory
         self._on_change = on_change
         self._watches: dict[ExchangeServer, tuple[Watch, asyncio.Task[None]]] = {}
-        self._closing: set[asyncio.Task[None]] = set()
+        self._closing: dict[ExchangeServer, asyncio.Task[None]] = {}
 
     def update(self, servers: dict[ExchangeServer, list[str]]) -> None:
         """Watches exactly these mailboxes per server (must run on the event loop)."""
@@ -42,14 +43,26 @@ class Watches:
             return
         for server in [s for s in self._watches if s not in servers]:
             watch, task = self._watches.pop(server)
-            closing = asyncio.create_task(self._stop(watch, task), name="watch-close")
-            self._closing.add(closing)
-            closing.add_done_callback(self._closing.discard)
+            closing = self._closing[server] = asyncio.create_task(self._stop(watch, task), name="watch-close")
+            closing.add_done_callback(functools.partial(self._closed, server))
         for server, mailboxes in servers.items():
             if server not in self._watches:
                 watch = self._factory(server, self._on_change)
                 self._watches[server] = (watch, asyncio.create_task(self._run(server, watch), name="calendar-watch"))
             self._watches[server][0].watch(sorted(set(mailboxes)))
+
+    def after_close(self, server: ExchangeServer, then: Callable[[ExchangeServer], None]) -> None:
+        """Calls `then(server)` once the server's watch has closed (at once when it has none): closing unsubscribes
+        through the server, so what the gateway keeps for it must stay until then."""
+        closing = self._closing.get(server)
+        if closing is None:
+            then(server)
+        else:
+            closing.add_done_callback(lambda _: then(server))
+
+    def _closed(self, server: ExchangeServer, done: asyncio.Task[None]) -> None:
+        if self._closing.get(server) is done:
+            del self._closing[server]
 
     def mode(self, mailbox: str) -> str:
         for watch, _ in self._watches.values():
@@ -68,7 +81,7 @@ class Watches:
 
     async def close(self) -> None:
         watches, self._watches = list(self._watches.values()), {}
-        await asyncio.gather(*(self._stop(watch, task) for watch, task in watches), *self._closing)
+        await asyncio.gather(*(self._stop(watch, task) for watch, task in watches), *self._closing.values())
 
     @staticmethod
     async def _run(server: ExchangeServer, watch: Watch) -> None:
