@@ -1,5 +1,6 @@
-"""Kafka handlers: each folds a batch of one topic in one transaction; the newest version (or sequence) of each
-aggregate in the batch goes to the store, whose SQL guard drops anything not newer than what is stored."""
+"""Kafka handlers: each folds a batch of one topic (bookings in a few transactions at once, the rest in one); the
+newest version (or sequence) of each aggregate in the batch goes to the store, whose SQL guard drops anything not
+newer than what is stored. The offsets are committed once the handler returned."""
 
 from __future__ import annotations
 
