@@ -314,3 +314,29 @@ async def test_new_credentials_forget_the_old_server_only_after_its_watch_unsubs
     assert made[0].closed
     assert [server.password for server in gateway.forgotten] == ["pw"]
     await watches.close()
+
+
+async def test_a_space_paired_to_another_mailbox_that_cannot_be_read_drops_the_old_mailbox_s_picture(
+        fake_store: FakeStore) -> None:
+    gateway = FakeGateway()
+    engine = poller(gateway)
+    fake_store.locations, fake_store.spaces = [location()], [space("s1", "room1@example.org")]
+    gateway.entries["room1@example.org"] = [entry("a", 9)]
+    engine.catalog_changed()
+    await engine.catch_up()
+
+    # Paired again, to a mailbox the account may not read: room1's meetings are no longer this space's.
+    gateway.entries["room2@example.org"] = ExchangeError(ConnectionProblem.MAILBOX_NOT_FOUND, "no such mailbox")
+    fake_store.spaces = [space("s1", "room2@example.org").model_copy(update={"version": 2})]
+    engine.catalog_changed()
+    await engine.catch_up()
+    await engine.reconcile()  # failing again publishes nothing more
+
+    assert [(state.mailbox, len(state.busy)) for state in fake_store.published] == [
+        ("room1@example.org", 1), (None, 0)]
+    assert fake_store.published[1].sequence > fake_store.published[0].sequence
+    assert (engine.last_error("s1") or "").startswith("mailbox_not_found")
+
+    gateway.entries["room2@example.org"] = [entry("b", 11)]
+    await engine.reconcile()
+    assert [(state.mailbox, len(state.busy)) for state in fake_store.published][-1] == ("room2@example.org", 1)

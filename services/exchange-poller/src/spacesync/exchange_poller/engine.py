@@ -383,6 +383,13 @@ class Poller:
             "space_id": room.space_id, "mailbox": room.mailbox, "problem": error.problem.value,
             "read_mode": mode.value})
         record = self._records.get(room.space_id)
+        if record is not None and record.mailbox not in (None, room.mailbox) and self._rooms.get(room.space_id) == room:
+            # Paired to another mailbox since the last picture: that picture's meetings are not this space's.
+            try:
+                await self._retract(room.space_id, record, mailbox=record.mailbox)
+            except Exception:
+                log.exception("could not withdraw the old mailbox's picture", extra={"space_id": room.space_id})
+            record = self._records.get(room.space_id)
         message = f"{error.problem.value}: {error.message}"
         if record is not None and record.last_error == message:
             return 1
@@ -406,11 +413,13 @@ class Poller:
         return await self._failed(room, ExchangeError(ConnectionProblem.SERVER_ERROR, f"internal error: {message}"),
                                   mode)
 
-    async def _retract(self, space_id: str, record: RoomRecord) -> None:
-        """The space is no longer paired (or its location no longer connected): one empty picture, no mailbox."""
+    async def _retract(self, space_id: str, record: RoomRecord, *, mailbox: str | None = None) -> None:
+        """The space is no longer paired (or its location no longer connected), or, given the `mailbox` of its last
+        picture, it is paired to another mailbox that cannot be read: one empty picture, no mailbox."""
         async with self._locks[space_id]:
-            if space_id in self._rooms:
-                return
+            record = self._records.get(space_id, record)
+            if (space_id in self._rooms) if mailbox is None else (record.mailbox != mailbox):
+                return  # paired again, or the new mailbox was read meanwhile
             observed = self._clock()
             span = window(observed, self._config.horizon_days)
             state = FreeBusyState(space_id=space_id, location_id=record.location_id, mailbox=None,
@@ -418,9 +427,12 @@ class Poller:
                                   window_end=span.end, observed_at=observed)
             async with self._db.acquire() as conn, conn.transaction():
                 self._records[space_id] = await store.publish(conn, state, digest(None, span, []), None, None)
-            self._applied[space_id] = observed
-            metrics.PUBLISHED.labels("unpaired").inc()
-            log.info("space no longer watched: empty picture published", extra={"space_id": space_id})
+            if mailbox is None:
+                self._applied[space_id] = observed
+            metrics.PUBLISHED.labels("unpaired" if mailbox is None else "withdrawn").inc()
+            log.info("space no longer watched: empty picture published" if mailbox is None else
+                     "space paired to a mailbox that cannot be read: the old mailbox's picture withdrawn",
+                     extra={"space_id": space_id, "mailbox": mailbox})
 
     # -- what operators see -------------------------------------------------------------------------------------------
 
