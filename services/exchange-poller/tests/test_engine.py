@@ -340,3 +340,24 @@ async def test_a_space_paired_to_another_mailbox_that_cannot_be_read_drops_the_o
     gateway.entries["room2@example.org"] = [entry("b", 11)]
     await engine.reconcile()
     assert [(state.mailbox, len(state.busy)) for state in fake_store.published][-1] == ("room2@example.org", 1)
+
+
+async def test_a_room_with_notifications_whose_read_failed_is_read_again_at_the_next_poll(
+        fake_store: FakeStore) -> None:
+    gateway = FakeGateway()
+    closed = asyncio.Event()
+    closed.set()
+    watches = Watches(lambda server, on_change: ClosingWatch(server, closed), lambda mailbox: None)
+    engine = Poller(FakeDb(), gateway, SECRETS, watches, clock=lambda: NOW)  # type: ignore[arg-type]
+    fake_store.locations, fake_store.spaces = [location()], [space("s1", "room1@example.org")]
+    gateway.entries["room1@example.org"] = ExchangeError(ConnectionProblem.THROTTLED, "busy server")
+    engine.catalog_changed()
+    await engine.catch_up()  # the notification's read is throttled
+    assert engine.notification_mode("room1@example.org") == "streaming"
+
+    gateway.entries["room1@example.org"] = [entry("a", 9)]
+    await engine.poll()  # not a whole reconciliation later
+
+    assert [len(state.busy) for state in fake_store.published] == [1]
+    assert engine.last_error("s1") is None
+    await watches.close()

@@ -3,7 +3,8 @@
 Rooms come from the catalog fold (Postgres). A room is read again when a notification names its mailbox
 (debounced: a burst of changes is one read) and by the periodic full reconciliation (the safety net: what
 notifications miss, deleted meetings included). Rooms without notifications (Exchange refuses them to delegate
-access, their subscription fails, or notifications are off) are polled in between, every `poll_interval`.
+access, their subscription fails, or notifications are off) and rooms whose last read failed are polled in between,
+every `poll_interval`.
 Reads may overlap; a room's result is applied under the room's lock, and a read that started before the last
 applied one is dropped, so a picture never goes back in time.
 A room's error is recorded and counted; its last good picture stays and the other rooms go on.
@@ -172,8 +173,10 @@ class Poller:
                 log.exception("periodic read failed")
 
     async def poll(self) -> int:
-        """Reads the rooms that have no notifications now; returns how many failed."""
-        rooms = [room for room in self._rooms.values() if self._watches.mode(room.mailbox) == NO_NOTIFICATIONS]
+        """Reads the rooms that have no notifications now, and those whose last read failed (a notification's read
+        that was throttled is not lost until the reconciliation); returns how many failed."""
+        rooms = [room for room in self._rooms.values() if self._watches.mode(room.mailbox) == NO_NOTIFICATIONS
+                 or self.last_error(room.space_id) is not None]
         return await self.read(rooms, trigger="poll") if rooms else 0
 
     async def reconcile(self) -> Reconciliation:
