@@ -6,13 +6,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from spacesync.common.events import ExchangeConnection, LocationState, OutlookBusyStatus, SpaceState
+from spacesync.common.events import BusyPeriod, ExchangeConnection, LocationState, OutlookBusyStatus, SpaceState
 from spacesync.common.events.catalog import OpeningHours
 from spacesync.exchange_poller.domain import (
     Meeting,
     NamePolicy,
     counted,
     digest,
+    merged,
     next_sequence,
     organizer_name,
     picture,
@@ -90,3 +91,14 @@ def test_rooms_are_the_paired_spaces_of_connected_locations() -> None:
     assert list(found) == ["S1"]
     assert found["S1"].mailbox == "room-1@x.org"
     assert found["S1"].connection == connection
+
+
+def test_merging_joins_touching_periods_of_the_same_status_and_organizer_only() -> None:
+    def period(start: int, end: int, status: str = "Busy", organizer: str | None = None) -> BusyPeriod:
+        return BusyPeriod(start=T + timedelta(minutes=start), end=T + timedelta(minutes=end),
+                          status=OutlookBusyStatus(status), organizer=organizer)
+
+    busy = [period(0, 15), period(15, 30), period(20, 40), period(40, 50, "OOF"), period(50, 60, organizer="Ada"),
+            period(60, 70, organizer="Ada"), period(90, 100)]
+
+    assert merged(busy) == [period(0, 40), period(40, 50, "OOF"), period(50, 70, organizer="Ada"), period(90, 100)]

@@ -18,6 +18,7 @@ from spacesync.common.events.catalog import OpeningHours
 from spacesync.common.exchange import BusyTime, CalendarEntry, ConnectionProblem, ExchangeError, ExchangeServer
 from spacesync.common.secrets import SecretBox, generate_key
 from spacesync.exchange_poller import store
+from spacesync.exchange_poller.domain import MAX_PICTURE_BYTES
 from spacesync.exchange_poller.engine import Poller
 from spacesync.exchange_poller.reads import ReadMode
 from spacesync.exchange_poller.store import RoomRecord
@@ -361,3 +362,31 @@ async def test_a_room_with_notifications_whose_read_failed_is_read_again_at_the_
     assert [len(state.busy) for state in fake_store.published] == [1]
     assert engine.last_error("s1") is None
     await watches.close()
+
+
+def back_to_back(count: int, *, gap: timedelta = timedelta(0)) -> list[CalendarEntry]:
+    start = NOW + timedelta(days=1)
+    return [CalendarEntry(item_id=f"i{n}", start=start + n * (timedelta(minutes=15) + gap),
+                          end=start + n * (timedelta(minutes=15) + gap) + timedelta(minutes=15), subject=None,
+                          busy_status="Busy", organizer=None, slot_id=None, booking_id=None) for n in range(count)]
+
+
+async def test_a_picture_too_large_for_one_kafka_message_is_merged_or_not_published(fake_store: FakeStore) -> None:
+    gateway = FakeGateway()
+    engine = poller(gateway)
+    fake_store.locations = [location()]
+    fake_store.spaces = [space("packed", "room1@example.org"), space("scattered", "room2@example.org"),
+                         space("fine", "room3@example.org")]
+    gateway.entries["room1@example.org"] = back_to_back(11_500)  # 15-minute meetings around the clock
+    gateway.entries["room2@example.org"] = back_to_back(11_500, gap=timedelta(minutes=1))
+    gateway.entries["room3@example.org"] = [entry("a", 9)]
+    engine.catalog_changed()
+
+    await engine.catch_up()
+
+    published = {state.space_id: state for state in fake_store.published}
+    assert sorted(published) == ["fine", "packed"]  # nothing the outbox relay could never send
+    assert [(p.start, p.end) for p in published["packed"].busy] == [
+        (NOW + timedelta(days=1), NOW + timedelta(days=1, minutes=15 * 11_500))]
+    assert len(published["packed"].model_dump_json()) <= MAX_PICTURE_BYTES
+    assert "too large" in (engine.last_error("scattered") or "")

@@ -12,6 +12,9 @@ from spacesync.common.events.catalog import ExchangeConnection, LocationState, S
 from spacesync.common.events.freebusy import BusyPeriod, OutlookBusyStatus
 
 NAME_MAX = 200  # the contract's Name
+# A freebusy.changed must fit one Kafka message (1 MiB by default, key and CloudEvent headers included): the outbox
+# relay could never send a larger one, and the pictures after it would wait behind it.
+MAX_PICTURE_BYTES = 1_000_000
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # the contract's Name refuses them; a directory's display name may not
 
 
@@ -105,6 +108,23 @@ def picture(meetings: Iterable[Meeting], first_seen: Mapping[str, datetime], pol
         for name in [organizer_name(m.organizer, first_seen.get(m.item_id) if m.item_id else None, policy)]
     }
     return [periods[key] for key in sorted(periods, key=lambda k: (k[0], k[1], k[2].value, k[3] or ""))]
+
+
+def merged(busy: list[BusyPeriod]) -> list[BusyPeriod]:
+    """Touching or overlapping periods of the same status and organizer as one: the same busy time in fewer bytes
+    (for a picture too large to publish whole, e.g. back-to-back meetings around the clock)."""
+    joined: list[BusyPeriod] = []
+    last: dict[tuple[OutlookBusyStatus, str | None], int] = {}  # (status, organizer) -> index of its latest period
+    for period in sorted(busy, key=lambda p: (p.start, p.end)):
+        key = (period.status, period.organizer)
+        index = last.get(key)
+        if index is not None and period.start <= joined[index].end:
+            if period.end > joined[index].end:
+                joined[index] = joined[index].model_copy(update={"end": period.end})
+            continue
+        last[key] = len(joined)
+        joined.append(period)
+    return joined
 
 
 def digest(mailbox: str | None, span: Window, busy: list[BusyPeriod]) -> str:

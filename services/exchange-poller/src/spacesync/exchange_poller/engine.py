@@ -26,15 +26,18 @@ from datetime import UTC, datetime
 
 from spacesync.common.db import Database
 from spacesync.common.events import ExchangeConnection, FreeBusyState
+from spacesync.common.events.freebusy import MAX_BUSY_PERIODS
 from spacesync.common.exchange import ConnectionProblem, ExchangeError, ExchangeGateway, ExchangeServer
 from spacesync.common.secrets import SecretBox, SecretError
 from spacesync.exchange_poller import metrics, reads, store
 from spacesync.exchange_poller.domain import (
+    MAX_PICTURE_BYTES,
     Meeting,
     Room,
     Window,
     digest,
     items_digest,
+    merged,
     next_sequence,
     picture,
     window,
@@ -49,6 +52,25 @@ RETRY_DELAY_SECONDS = 1.0
 # A room whose view was refused is read through free/busy, and asks for the view again this often: rights may have
 # come back, and only the view tells our writer's (stamped) appointments apart from Outlook meetings.
 VIEW_RETRY_SECONDS = 3600.0
+
+
+class PictureTooLarge(ValueError):
+    """Even merged, the picture does not fit one Kafka message."""
+
+
+def fitted(state: FreeBusyState) -> FreeBusyState:
+    """The state as published: whole, or with touching periods merged when whole it would not fit one Kafka message.
+    Raises PictureTooLarge when even that does not fit."""
+    if len(state.model_dump_json()) <= MAX_PICTURE_BYTES:
+        return state
+    smaller = state.model_copy(update={"busy": merged(state.busy)})
+    size = len(smaller.model_dump_json())
+    if size > MAX_PICTURE_BYTES:
+        raise PictureTooLarge(f"the busy picture is too large to publish ({len(state.busy)} meetings, {size} bytes "
+                              f"merged; at most {MAX_PICTURE_BYTES}): the last picture stays")
+    log.info("busy picture merged to fit one Kafka message", extra={"space_id": state.space_id,
+                                                                    "busy": len(state.busy)})
+    return smaller
 
 
 @dataclass(frozen=True)
@@ -337,10 +359,12 @@ class Poller:
 
     async def _apply_or_fail(self, room: Room, meetings: list[Meeting], observed: datetime, span: Window,
                              mode: ReadMode) -> int:
-        """0, or 1 when the picture could not be recorded (the database, a picture the contract refuses): that room
-        keeps its last picture, the other rooms of the read go on."""
+        """0, or 1 when the picture could not be recorded (too large, the database, a picture the contract refuses):
+        that room keeps its last picture, the other rooms of the read go on."""
         try:
             await self._apply(room, meetings, observed, span, mode)
+        except PictureTooLarge as error:
+            return await self._failed(room, ExchangeError(ConnectionProblem.SERVER_ERROR, str(error)), mode)
         except Exception as error:
             return await self._unexpected(room, error, mode)
         return 0
@@ -371,7 +395,9 @@ class Poller:
                     state = FreeBusyState(
                         space_id=space_id, location_id=room.location_id, mailbox=room.mailbox,
                         sequence=next_sequence(record.sequence if record else None, observed),
-                        window_start=span.start, window_end=span.end, observed_at=observed, busy=busy)
+                        window_start=span.start, window_end=span.end, observed_at=observed,
+                        busy=busy if len(busy) <= MAX_BUSY_PERIODS else merged(busy))
+                    state = fitted(state)
                     record = await store.publish(conn, state, new_digest, seen_digest, mode.value)
                     metrics.PUBLISHED.labels("picture").inc()
                     log.info("busy picture changed", extra={"space_id": space_id, "mailbox": room.mailbox,
