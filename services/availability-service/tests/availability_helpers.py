@@ -35,7 +35,8 @@ def availability_settings(postgres_dsn: str, kafka: KafkaSettings) -> Availabili
     return AvailabilitySettings(
         admin_token=SecretStr(TOKEN), schema_name=f"availability_{uuid.uuid4().hex[:8]}", kafka=kafka,
         consumer_group=f"availability-{uuid.uuid4().hex[:8]}",
-        postgres=PostgresSettings(dsn=SecretStr(postgres_dsn)), lag_interval_seconds=0.5)
+        postgres=PostgresSettings(dsn=SecretStr(postgres_dsn)), lag_interval_seconds=0.5,
+        fold_connections=2)  # the shares path; the rebuild command runs with the default (one)
 
 
 def new_id() -> str:
