@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from spacesync.common.db import Database, common_migrations, migrate
 from spacesync.common.db.pool import connect
@@ -203,3 +204,36 @@ async def test_versions_of_an_aggregate_stay_in_order_when_one_send_fails(
         await reader.caught_up()
     assert [r.json["version"] for r in reader.by_key("loc-order")] == [1, 2, 3, 4, 5]
     assert len(reader.by_key("loc-other")) == 1
+
+
+async def test_a_row_kafka_can_never_take_is_set_aside_and_the_rest_go_on(
+    outbox_db: Database, kafka: tuple[KafkaSettings, Any],
+) -> None:
+    settings, broker = kafka
+    huge = uuid.uuid4()
+    async with outbox_db.acquire() as conn, conn.transaction():
+        # Larger than the producer's max_request_size (1 MiB): aiokafka refuses it at send, every time.
+        await conn.execute(
+            "INSERT INTO outbox (id, aggregatetype, aggregateid, type, topic, payload)"
+            " VALUES ($1, 'location', 'loc-huge', 'location.upserted', 'catalog.events', $2::json)",
+            huge, '{"padding": "' + "x" * 1_200_000 + '"}')
+        await add_to_outbox(conn, location(2, "loc-huge"), location(1, "loc-fine"))
+    refused_before = _refused_count(outbox_db.schema)
+    async with KafkaReader(settings.bootstrap_servers, settings.topic("catalog.events")) as reader, \
+            running(make_relay(outbox_db, BrokerSender(broker), settings, poll_interval=0.1)):
+        await reader.wait_for(lambda r: r.key == "loc-fine")
+        [next_version] = await reader.wait_for(lambda r: r.key == "loc-huge")
+        await wait_until(lambda: _none_left(outbox_db), message="every row published or set aside")
+    assert next_version.json["version"] == 2  # the aggregate's next version went out
+    async with outbox_db.acquire() as conn:
+        row = await conn.fetchrow("SELECT refused_at, published_at, last_error FROM outbox WHERE id = $1", huge)
+    assert row["refused_at"] is not None
+    assert row["published_at"] is not None
+    assert "MessageSizeTooLarge" in row["last_error"]
+    assert _refused_count(outbox_db.schema) == refused_before + 1
+
+
+def _refused_count(schema: str) -> float:
+    value = REGISTRY.get_sample_value("spacesync_outbox_refused_total",
+                                      {"schema": schema, "topic": "catalog.events"})
+    return value or 0.0

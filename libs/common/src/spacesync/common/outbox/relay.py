@@ -7,6 +7,11 @@ Kafka outage re-sends a row with the same ce_id rather than losing it.
 
 Order per aggregate holds whatever the producer does on failure: a batch carries at most one row of each
 aggregate (its oldest unpublished one), so version n+1 is not sent before version n was acknowledged.
+
+A row Kafka refuses for good (too large for the producer or the topic) would otherwise be retried first
+forever and hold every later row back: it is set aside (refused_at, kept in the table, logged as an error and
+counted in spacesync_outbox_refused_total) and the relay goes on. Events carry full state, so the aggregate's
+next version supersedes it.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 import asyncpg
+from aiokafka.errors import MessageSizeTooLargeError, RecordTooLargeError
 from prometheus_client import Counter, Gauge
 
 from spacesync.common.db.pool import connect
@@ -34,6 +40,12 @@ OUTBOX_OLDEST_AGE = Gauge(
 OUTBOX_PUBLISHED = Counter("spacesync_outbox_published_total", "Outbox rows published", ["schema", "topic"])
 OUTBOX_PUBLISH_ERRORS = Counter(
     "spacesync_outbox_publish_errors_total", "Outbox rows Kafka did not acknowledge", ["schema"])
+OUTBOX_REFUSED = Counter(
+    "spacesync_outbox_refused_total", "Outbox rows Kafka refused for good (too large): set aside, not sent",
+    ["schema", "topic"])
+# Errors of the record itself: sending it again can never succeed.
+REFUSALS = (MessageSizeTooLargeError, RecordTooLargeError)
+REFUSED = "refused: "
 OUTBOX_RELAY_LEADER = Gauge("spacesync_outbox_relay_leader", "1 while this replica is the active relay", ["schema"])
 
 
@@ -153,7 +165,12 @@ class OutboxRelay:
                 return False, 0
             results = await self._send(rows)
             done = [row["seq"] for row, error in zip(rows, results, strict=True) if error is None]
-            failed = [(row["seq"], error) for row, error in zip(rows, results, strict=True) if error]
+            refused = [(row, error) for row, error in zip(rows, results, strict=True)
+                       if error and error.startswith(REFUSED)]
+            failed = [(row["seq"], error) for row, error in zip(rows, results, strict=True)
+                      if error and not error.startswith(REFUSED)]
+            if refused:
+                await self._set_aside(conn, refused)
             if done:
                 await conn.execute(
                     "UPDATE outbox SET published_at = now(), attempts = attempts + 1 WHERE seq = ANY($1)", done)
@@ -168,6 +185,16 @@ class OutboxRelay:
                 log.warning("outbox rows not acknowledged by Kafka; will retry",
                             extra={"schema": self._schema, "failed": len(failed), "error": failed[0][1]})
             return len(fetched) == self._batch_size or len(rows) < len(fetched), len(failed)
+
+    async def _set_aside(self, conn: asyncpg.Connection[Any], refused: list[tuple[asyncpg.Record, str]]) -> None:
+        await conn.executemany(
+            "UPDATE outbox SET published_at = now(), refused_at = now(), attempts = attempts + 1, last_error = $2"
+            " WHERE seq = $1", [(row["seq"], error[:1000]) for row, error in refused])
+        for row, error in refused:
+            OUTBOX_REFUSED.labels(self._schema, row["topic"]).inc()
+            log.error("outbox row refused by Kafka for good: set aside, not sent", extra={
+                "schema": self._schema, "ce_id": str(row["id"]), "ce_type": row["type"],
+                "aggregate": row["aggregateid"], "bytes": len(row["payload"]), "error": error})
 
     async def _send(self, rows: list[asyncpg.Record]) -> list[str | None]:
         """Sends every row, then waits for all acknowledgements; one error text (or None) per row.
@@ -184,6 +211,8 @@ class OutboxRelay:
                     self._topic_name(row["topic"]), key=row["aggregateid"].encode(),
                     value=row["payload"].encode(), headers=event.to_headers()), timeout=self._ack_timeout)
                 futures.append(asyncio.ensure_future(sent))
+            except REFUSALS as error:
+                futures.append(REFUSED + repr(error))  # this record only: the others still go
             except Exception as error:
                 # The producer is full or gone: the rest would wait just as long. They go next round.
                 futures.append(repr(error))
@@ -207,7 +236,8 @@ class OutboxRelay:
         if time.monotonic() - self._last_purge < 60:
             return
         self._last_purge = time.monotonic()
-        await conn.execute("DELETE FROM outbox WHERE published_at < now() - $1::interval", self._retention)
+        await conn.execute("DELETE FROM outbox WHERE published_at < now() - $1::interval AND refused_at IS NULL",
+                           self._retention)
 
 
 def _outcome(future: asyncio.Future[Any] | str) -> str | None:
@@ -216,6 +246,8 @@ def _outcome(future: asyncio.Future[Any] | str) -> str | None:
     if not future.done():
         return "no acknowledgement from Kafka in time"
     error = future.exception()
+    if isinstance(error, REFUSALS):
+        return REFUSED + repr(error)
     return None if error is None else (repr(error) or type(error).__name__)
 
 
