@@ -50,6 +50,10 @@ bench: setup ## benchmarks (print numbers; start the infrastructure first when n
 	@$(UV) run python bench/booking_throughput.py $(BENCH_ARGS)
 	@$(UV) run python bench/ews_simulator.py $(EWS_BENCH_ARGS)
 	@$(UV) run python bench/exchange_writer.py $(WRITER_BENCH_ARGS)
+	@$(UV) run python bench/exchange_poller.py $(POLLER_BENCH_ARGS)
+	@$(UV) run python bench/outlook_propagation.py $(PROPAGATION_BENCH_ARGS)
+	@$(UV) run python bench/availability_fold.py $(FOLD_BENCH_ARGS)
+	@$(UV) run python bench/availability_api.py $(API_BENCH_ARGS)
 
 .PHONY: infra-up infra-down infra-status
 infra-up: ## start the local Kafka and PostgreSQL (processes, 127.0.0.1)
