@@ -113,3 +113,15 @@ def test_overlaps_are_found_with_long_and_short_intervals_mixed() -> None:
     assert [s.organizer for s in grid] == ["OOF", "OOF", "Late"]
     grid = slot_grid(layout("UTC"), MONDAY, MONDAY, [], [inside], now=LONG_AGO)
     assert [s.state for s in grid] == [SlotState.BUSY_IN_OUTLOOK, SlotState.AVAILABLE, SlotState.AVAILABLE]
+
+
+def test_opening_intervals_given_afternoon_first_still_show_the_morning_booked() -> None:
+    # The catalog keeps a day's intervals in the order the admin entered them (it only checks they do not overlap).
+    hours = OpeningHours.model_validate({"monday": [{"open": "13:00", "close": "15:00"},
+                                                    {"open": "08:00", "close": "10:00"}]})
+    morning = Booked(utc(MONDAY, 8), utc(MONDAY, 9), "/src", "b1", "Ada Lovelace", None)
+    meeting = Busy(utc(MONDAY, 9), utc(MONDAY, 10), None)
+    grid = slot_grid(layout("UTC", hours=hours), MONDAY, MONDAY, [morning], [meeting], now=LONG_AGO)
+    assert [(s.start.hour, s.state) for s in grid] == [
+        (8, SlotState.BOOKED), (9, SlotState.BUSY_IN_OUTLOOK), (13, SlotState.AVAILABLE), (14, SlotState.AVAILABLE)]
+

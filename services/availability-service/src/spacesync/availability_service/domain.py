@@ -85,8 +85,9 @@ def slot_times(layout: SpaceLayout, first: date, last: date) -> list[tuple[datet
     first occurrence."""
     slots: list[tuple[datetime, datetime]] = []
     for day in local_days(first, last):
-        intervals = tuple((clock_minutes(i.open), clock_minutes(i.close))
-                          for i in layout.opening_hours.on_weekday(day.weekday()))
+        # sorted: the catalog keeps a day's intervals in the order they were entered, and slots must ascend
+        intervals = tuple(sorted((clock_minutes(i.open), clock_minutes(i.close))
+                                 for i in layout.opening_hours.on_weekday(day.weekday())))
         slots += _day_slots(layout.timezone, layout.slot_minutes, intervals, day)
     return slots
 
