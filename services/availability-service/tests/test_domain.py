@@ -125,3 +125,9 @@ def test_opening_intervals_given_afternoon_first_still_show_the_morning_booked()
     assert [(s.start.hour, s.state) for s in grid] == [
         (8, SlotState.BOOKED), (9, SlotState.BUSY_IN_OUTLOOK), (13, SlotState.AVAILABLE), (14, SlotState.AVAILABLE)]
 
+
+@pytest.mark.parametrize("day", [date(9999, 12, 31), date(1, 1, 1)])
+def test_dates_at_the_calendar_edges_are_refused_not_overflowed(day: date) -> None:
+    # their local midnights do not exist as UTC datetimes (OverflowError, a 500) in zones away from UTC
+    with pytest.raises(RangeError, match="between 0001-01-02 and 9999-12-30"):
+        check_range(day, day, 31)

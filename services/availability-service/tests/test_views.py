@@ -147,6 +147,7 @@ async def test_bad_requests_get_problem_details(service: Service) -> None:
         (path, {"start": day.isoformat(), "end": (day - timedelta(days=1)).isoformat()},
          None, 422, "is before start"),
         (f"/v1/spaces/{place.space_id}/slots", {"start": "tomorrow"}, None, 422, "query.start"),
+        (path, {"start": "9999-12-31"}, None, 422, "between 0001-01-02 and 9999-12-30"),
         (f"/v1/spaces/{place.space_id}/slots", {}, None, 422, "query.start"),
         (f"/v1/spaces/{new_id()}/slots", {"start": day.isoformat()}, None, 404, "No space"),
         (f"/v1/locations/{new_id()}/slots", {"start": day.isoformat()}, None, 404, "No location"),

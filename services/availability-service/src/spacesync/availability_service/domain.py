@@ -183,8 +183,14 @@ class RangeError(ValueError):
     pass
 
 
+# A day's local midnights are UTC datetimes in every zone only a day inside the calendar's ends.
+FIRST_DAY, LAST_DAY = date.min + timedelta(days=1), date.max - timedelta(days=1)
+
+
 def check_range(first: date, last: date, max_days: int) -> None:
     """A date range a request may ask for; raises RangeError saying why not."""
+    if first < FIRST_DAY or last > LAST_DAY:
+        raise RangeError(f"dates must lie between {FIRST_DAY.isoformat()} and {LAST_DAY.isoformat()}")
     if last < first:
         raise RangeError(f"end ({last.isoformat()}) is before start ({first.isoformat()})")
     days = (last - first).days + 1
