@@ -66,8 +66,30 @@ async def test_a_rebuild_from_the_topics_gives_the_live_views(service: Service) 
     assert not again.identical
 
 
-async def test_the_rebuild_command(service: Service) -> None:
+async def test_a_comparison_says_when_the_live_service_had_not_folded_what_the_rebuild_read(
+        service: Service) -> None:
+    await service.place()
     await service.settled()
+    report = await rebuild(service.settings, compare=True)
+    assert report.live_elsewhere == {}, report.text()
+    assert "the live service had folded" not in report.text()
+
+    # a live service that folded nothing yet (its group committed nothing): waited for, then named
+    behind = service.settings.model_copy(update={"consumer_group": f"{service.settings.consumer_group}-new"})
+    report = await rebuild(behind, compare=True, live_wait_seconds=1.0)
+    catalog = f"{service.settings.kafka.topic(Topic.CATALOG_EVENTS.value)}/"
+    lagging = {p: offsets for p, offsets in report.live_elsewhere.items() if p.startswith(catalog)}
+    assert lagging, report.live_elsewhere
+    assert all(end > 0 and live == 0 for end, live in lagging.values()), report.live_elsewhere
+    assert "the live service had folded up to 0" in report.text()
+
+
+async def test_the_rebuild_command(service: Service) -> None:
+    [place] = await service.place()
+    await service.settled()
+    async with service.running.app.state.db.acquire() as conn:  # the live view drifts from the topics
+        await conn.execute(f"UPDATE {quote_ident(service.settings.schema_name)}.spaces SET name = 'Drifted'"
+                           " WHERE space_id = $1", place.space_id)
     settings = service.settings
     env = {**os.environ, "SPACESYNC_POSTGRES_DSN": settings.postgres.dsn.get_secret_value(),
            "KAFKA_BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
@@ -77,7 +99,7 @@ async def test_the_rebuild_command(service: Service) -> None:
     schema = f"{settings.schema_name}_cli"
     command = [sys.executable, "-m", "spacesync.availability_service", "rebuild", "--schema", schema, "--compare"]
     code, out, err = await run(command, env)
-    # the previous test changed the live schema on purpose: the command says so with exit code 1
+    # the command says so with exit code 1
     assert code == 1, out + err
     assert f"rebuilt schema {schema}" in out
     assert "views DIFFER" in out
