@@ -13,7 +13,6 @@ import datetime as dt
 import importlib.resources
 import ipaddress
 import logging
-import os
 import socket
 import ssl
 import time
@@ -34,7 +33,6 @@ from cryptography.x509.oid import NameOID
 from exchangelib import close_connections
 from exchangelib import errors as ews
 from exchangelib.protocol import CachingProtocol
-from lxml import etree
 from prometheus_client import REGISTRY
 
 from spacesync.common.events.catalog import ExchangeAccess, ExchangeAuth
@@ -51,8 +49,8 @@ from spacesync.common.exchange import (
 )
 from spacesync.common.exchange.errors import Call, classify
 from spacesync.exchange_simulator.embedded import EmbeddedSimulator
-from spacesync.exchange_simulator.ews.soap import SOAP
 from spacesync.exchange_simulator.seed import Seed, load_seed
+from spacesync.testing.exchange import SchemaCheck
 
 WRITER = "LIBRARY\\svc-spacesync"
 IMPERSONATOR = "svc-impersonation@library.example.org"
@@ -66,24 +64,6 @@ AUTHS = [pytest.param(ExchangeAuth.NTLM, id="ntlm"), pytest.param(ExchangeAuth.B
 
 
 # -- fixtures -----------------------------------------------------------------------------------------------------
-
-
-class SchemaCheck:
-    """Validates the body and header elements of every EWS answer against messages.xsd."""
-
-    def __init__(self) -> None:
-        folder = os.environ.get("SPACESYNC_EWS_SCHEMA_DIR")
-        self.schema = etree.XMLSchema(file=str(Path(folder) / "for-lxml" / "messages.xsd")) if folder else None
-        self.failures: list[str] = []
-
-    def __call__(self, operation: str, payload: bytes) -> None:
-        if self.schema is None:
-            return
-        root = etree.fromstring(payload)
-        for section in (root.find(f"{{{SOAP}}}Header"), root.find(f"{{{SOAP}}}Body")):
-            for element in section if section is not None else []:
-                if etree.QName(element).localname != "Fault" and not self.schema.validate(element):
-                    self.failures.append(f"{operation}: {self.schema.error_log}")
 
 
 def demo_seed() -> Seed:

@@ -8,8 +8,6 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from pydantic import BaseModel, SecretStr
 
 from spacesync.availability_service.settings import AvailabilitySettings
@@ -20,8 +18,8 @@ from spacesync.common.events.booking import BookingSlot, BookingState, BookingSt
 from spacesync.common.events.catalog import CategoryState, LocationState, OpeningHours, SpaceState
 from spacesync.common.events.freebusy import BusyPeriod, FreeBusyState, OutlookBusyStatus
 from spacesync.common.settings import KafkaSettings, PostgresSettings
-from spacesync.testing import RunningApp, wait_until
-from spacesync.testing.kafka import produce
+from spacesync.testing import RunningApp
+from spacesync.testing.kafka import group_caught_up, produce
 
 SOURCE = "/test/booking-system"
 TOKEN = "test-admin-token"
@@ -164,19 +162,5 @@ async def group_committed(settings: AvailabilitySettings, timeout: float = 30.0)
     published so far is folded (or dead-lettered), so views and absences can be asserted."""
     kafka = settings.kafka
     topics = [kafka.topic(t.value) for t in (Topic.BOOKING_EVENTS, Topic.CATALOG_EVENTS, Topic.EXCHANGE_FREEBUSY)]
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
-    ends_reader = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap_servers)
-    await admin.start()
-    await ends_reader.start()
-    try:
-        partitions = [TopicPartition(t, p) for t in topics for p in range(kafka.topic_partitions)]
-        ends = await ends_reader.end_offsets(partitions)
-
-        async def committed() -> bool:
-            offsets = await admin.list_consumer_group_offsets(settings.consumer_group)
-            return all(end == 0 or (tp in offsets and offsets[tp].offset >= end) for tp, end in ends.items())
-
-        await wait_until(committed, timeout=timeout, message="availability-service folded every event")
-    finally:
-        await ends_reader.stop()
-        await admin.close()
+    await group_caught_up(kafka.bootstrap_servers, settings.consumer_group, topics, kafka.topic_partitions,
+                          timeout=timeout, message="availability-service folded every event")

@@ -8,8 +8,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from pydantic import BaseModel, SecretStr
 
 from spacesync.common.events import EVENT_TYPES, CloudEvent, Topic
@@ -23,7 +21,7 @@ from spacesync.exchange_writer import sync_store
 from spacesync.exchange_writer.settings import WriterSettings
 from spacesync.testing import KafkaReader, Record, RunningApp, wait_until
 from spacesync.testing.exchange import PASSWORD, WRITER, SimulatorAdmin, connection, room
-from spacesync.testing.kafka import produce
+from spacesync.testing.kafka import group_caught_up, produce
 
 SOURCE = "/test/booking-system"
 ALL_DAY = OpeningHours.model_validate({day: [{"open": "00:00", "close": "24:00"}] for day in OpeningHours.WEEKDAYS})
@@ -151,23 +149,9 @@ async def writer_settled(app: Any, settings: WriterSettings, timeout: float = 30
     """Waits until the writer committed every record now on booking.events and catalog.events and has no booking
     left to pass: what it will ever do about them is done (so an absence can be asserted)."""
     kafka = settings.kafka
-    topics = [kafka.topic(Topic.BOOKING_EVENTS.value), kafka.topic(Topic.CATALOG_EVENTS.value)]
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
-    ends_reader = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap_servers)
-    await admin.start()
-    await ends_reader.start()
-    try:
-        partitions = [TopicPartition(t, p) for t in topics for p in range(kafka.topic_partitions)]
-        ends = await ends_reader.end_offsets(partitions)
-
-        async def committed() -> bool:
-            offsets = await admin.list_consumer_group_offsets(settings.consumer_group)
-            return all(end == 0 or (tp in offsets and offsets[tp].offset >= end) for tp, end in ends.items())
-
-        await wait_until(committed, timeout=timeout, message="writer consumed every event")
-    finally:
-        await ends_reader.stop()
-        await admin.close()
+    await group_caught_up(kafka.bootstrap_servers, settings.consumer_group,
+                          [kafka.topic(Topic.BOOKING_EVENTS.value), kafka.topic(Topic.CATALOG_EVENTS.value)],
+                          kafka.topic_partitions, timeout=timeout, message="writer consumed every event")
 
     async def idle() -> bool:
         async with app.state.db.acquire() as conn:

@@ -116,3 +116,24 @@ async def delete_topics(bootstrap: str, prefixes: list[str]) -> None:
             await admin.delete_topics(doomed)
     finally:
         await admin.close()
+
+
+async def group_caught_up(bootstrap: str, group: str, topics: Sequence[str], partitions: int, *,
+                          timeout: float = 30.0, message: str = "consumer group caught up") -> None:
+    """Waits until `group` has committed every record now on `topics`: whatever the consumer will ever do about
+    them is done (folded or dead-lettered), so views can be compared and absences asserted."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    ends_reader = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await admin.start()
+    await ends_reader.start()
+    try:
+        ends = await ends_reader.end_offsets([TopicPartition(t, p) for t in topics for p in range(partitions)])
+
+        async def committed() -> bool:
+            offsets = await admin.list_consumer_group_offsets(group)
+            return all(end == 0 or (tp in offsets and offsets[tp].offset >= end) for tp, end in ends.items())
+
+        await wait_until(committed, timeout=timeout, message=message)
+    finally:
+        await ends_reader.stop()
+        await admin.close()
