@@ -85,12 +85,8 @@ def create_app(settings: BookingServiceSettings) -> FastAPI:
     app.include_router(exchange_router(ExchangeConnections(db, gateway, secrets), ExchangePairing(db, gateway, secrets),
                                        ExchangeImport(db, gateway, secrets, source=settings.event_source), admin))
 
-    async def postgres_ok() -> None:
-        async with db.acquire() as conn:
-            await conn.fetchval("SELECT 1")
-
     # Kafka is informational: while it is down bookings still succeed and wait in the outbox.
-    app.include_router(health_router(HealthChecks(required={"postgres": postgres_ok},
+    app.include_router(health_router(HealthChecks(required={"postgres": db.ping},
                                                   informational={"kafka": kafka.check})))
     instrument_http(app)
     return app

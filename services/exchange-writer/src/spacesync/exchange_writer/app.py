@@ -92,9 +92,5 @@ def create_app(settings: WriterSettings) -> FastAPI:
     app.state.db = db
     app.state.kafka = kafka
 
-    async def postgres_ok() -> None:
-        async with db.acquire() as conn:
-            await conn.fetchval("SELECT 1")
-
-    app.include_router(health_router(HealthChecks(required={"postgres": postgres_ok, "kafka": kafka.check})))
+    app.include_router(health_router(HealthChecks(required={"postgres": db.ping, "kafka": kafka.check})))
     return app

@@ -84,3 +84,8 @@ class Database:
     def acquire(self) -> Any:
         """`async with db.acquire() as conn:` a pooled connection."""
         return self.pool.acquire()
+
+    async def ping(self) -> None:
+        """A readiness check: raises unless a pooled connection answers."""
+        async with self.acquire() as conn:
+            await conn.fetchval("SELECT 1")
