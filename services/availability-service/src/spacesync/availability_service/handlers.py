@@ -8,48 +8,23 @@ import asyncio
 import time
 from collections import Counter as Tally
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel
 
 from spacesync.availability_service import metrics, store
+from spacesync.availability_service.reading import READERS as READERS  # what the folds read (app, rebuild)
+from spacesync.availability_service.reading import BookingReading
 from spacesync.common.db import Database
 from spacesync.common.events import (
-    BookingSlot,
-    BookingState,
     CategoryState,
     CloudEvent,
     FreeBusyState,
     ImportRequest,
     LocationState,
-    Patron,
     SpaceState,
     Topic,
 )
 
 Batch = list[tuple[CloudEvent, BaseModel]]
-
-
-class PatronReading(Patron):
-    email: str  # never shown or used here; see BookingReading
-
-
-class SlotReading(BookingSlot):
-    start: AwareDatetime  # stored as timestamptz: Postgres keeps the instant, whatever the offset
-    end: AwareDatetime
-
-
-class BookingReading(BookingState):
-    """booking.* as this service reads them: the contract without the checks of what it does not use (the
-    patron's email: email-validator costs ~165 of ~190 us per event, the whole fold budget) and without turning
-    times into UTC first."""
-
-    patron: PatronReading
-    slots: list[SlotReading] = Field(min_length=1)  # type: ignore[assignment]
-    created_at: AwareDatetime
-    updated_at: AwareDatetime
-
-
-READERS: dict[str, type[BaseModel]] = {
-    ce_type: BookingReading for ce_type in ("booking.created", "booking.updated", "booking.cancelled")}
 
 
 AGE_SAMPLES = 64  # per batch: a histogram observation costs as much as a tenth of a fold per event
@@ -75,20 +50,20 @@ class BookingFold:
         self._connections = connections
 
     async def __call__(self, events: Batch) -> None:
-        newest: dict[tuple[str, str], BookingState] = {}
+        newest: dict[tuple[str, str], BookingReading] = {}
         for event, data in events:
-            if not isinstance(data, BookingState):
+            if not isinstance(data, BookingReading):
                 raise TypeError(f"{event.type} on booking.events does not carry a booking state")
             key = (event.source, data.booking_id)
             if key not in newest or newest[key].version < data.version:
                 newest[key] = data
-        shares: list[list[tuple[str, BookingState]]] = [[] for _ in range(self._connections)]
+        shares: list[list[tuple[str, BookingReading]]] = [[] for _ in range(self._connections)]
         for (source, booking_id), booking in newest.items():
             shares[hash(booking_id) % self._connections].append((source, booking))
         changed = await asyncio.gather(*(self._fold(share) for share in shares if share))
         observe(Topic.BOOKING_EVENTS, events, sum(changed))
 
-    async def _fold(self, bookings: list[tuple[str, BookingState]]) -> int:
+    async def _fold(self, bookings: list[tuple[str, BookingReading]]) -> int:
         async with self._db.acquire() as conn, conn.transaction():
             return await store.fold_bookings(conn, bookings)
 

@@ -8,8 +8,8 @@ from datetime import datetime
 from typing import Any
 
 from spacesync.availability_service.domain import Booked, Busy, SpaceLayout, closed_because
+from spacesync.availability_service.reading import BookingReading
 from spacesync.common.db.pool import Conn
-from spacesync.common.events.booking import BookingState
 from spacesync.common.events.catalog import CategoryState, LocationState, OpeningHours, SpaceState
 from spacesync.common.events.freebusy import FreeBusyState
 
@@ -17,35 +17,38 @@ from spacesync.common.events.freebusy import FreeBusyState
 VIEW_TABLES = ("locations", "categories", "spaces", "bookings", "booked_slots", "busy_pictures", "busy_periods")
 
 
-async def fold_bookings(conn: Conn, bookings: list[tuple[str, BookingState]]) -> int:
+# The batch's bookings travel by COPY (binary, no per-value work in the driver: asyncpg's array encoding checks
+# each element against an ABC, ~1/3 of the fold's client CPU); the temporary table lives as long as the session.
+_INCOMING = ("CREATE TEMPORARY TABLE IF NOT EXISTS incoming_bookings"
+             " (source text NOT NULL, booking_id text NOT NULL, version bigint NOT NULL) ON COMMIT DELETE ROWS")
+_APPLY = (
+    "INSERT INTO bookings (source, booking_id, version) SELECT source, booking_id, version FROM incoming_bookings"
+    " ON CONFLICT (source, booking_id) DO UPDATE SET version = EXCLUDED.version"
+    " WHERE bookings.version < EXCLUDED.version"
+    " RETURNING source, booking_id, xmax = 0 AS fresh")
+_SLOT_COLUMNS = ("source", "booking_id", "slot_id", "space_id", "start_at", "end_at", "patron", "nickname")
+
+
+async def fold_bookings(conn: Conn, bookings: list[tuple[str, BookingReading]]) -> int:
     """Stores bookings (source, newest state in the batch; one per booking) newer than the stored version and
-    replaces their booked slots. Returns how many were newer."""
-    applied = await conn.fetch(
-        "INSERT INTO bookings (source, booking_id, version)"
-        " SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])"
-        " ON CONFLICT (source, booking_id) DO UPDATE SET version = EXCLUDED.version"
-        " WHERE bookings.version < EXCLUDED.version"
-        " RETURNING source, booking_id, xmax = 0 AS fresh",
-        [source for source, _ in bookings], [b.booking_id for _, b in bookings], [b.version for _, b in bookings])
-    if not applied:
-        return 0
-    replaced = [(row["source"], row["booking_id"]) for row in applied if not row["fresh"]]
+    replaces their booked slots. Returns how many were newer. Runs in the caller's transaction."""
+    await conn.execute(_INCOMING)
+    await conn.copy_records_to_table(
+        "incoming_bookings", records=[(source, b.booking_id, b.version) for source, b in bookings])
+    applied = await conn.fetch(_APPLY)
+    replaced = [(row[0], row[1]) for row in applied if not row[2]]
     if replaced:  # a booking seen for the first time has no slots to remove
         await conn.execute(
             "DELETE FROM booked_slots b USING unnest($1::text[], $2::text[]) AS r(source, booking_id)"
             " WHERE b.source = r.source AND b.booking_id = r.booking_id",
             [source for source, _ in replaced], [booking_id for _, booking_id in replaced])
-    keys = {(row["source"], row["booking_id"]) for row in applied}
+    keys = {(row[0], row[1]) for row in applied}
     rows = [(source, booking.booking_id, slot.slot_id, slot.space_id, slot.start, slot.end,
              f"{booking.patron.first_name} {booking.patron.last_name}", booking.public_nickname)
             for source, booking in bookings if (source, booking.booking_id) in keys
             for slot in booking.confirmed_slots()]
     if rows:
-        await conn.execute(
-            "INSERT INTO booked_slots (source, booking_id, slot_id, space_id, start_at, end_at, patron, nickname)"
-            " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],"
-            "                      $6::timestamptz[], $7::text[], $8::text[])",
-            *(list(column) for column in zip(*rows, strict=True)))
+        await conn.copy_records_to_table("booked_slots", records=rows, columns=_SLOT_COLUMNS)
     return len(applied)
 
 

@@ -6,7 +6,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-import orjson
 from pydantic import BaseModel, ValidationError
 
 from spacesync.common.events.booking import BookingState
@@ -86,12 +85,13 @@ def parse_event(
         raise InvalidEvent(f"ce_type {event.type!r} belongs on {known.topic.value}, not {topic.value}")
     if not value:
         raise InvalidEvent("empty value: the event data is missing")
-    try:
-        model = readers.get(event.type, known.model) if readers else known.model
-        data = model.model_validate(orjson.loads(value))
-    except orjson.JSONDecodeError as error:
-        raise InvalidEvent(f"value is not JSON: {error}") from None
+    model = readers.get(event.type, known.model) if readers else known.model
+    try:  # JSON parsed and validated in one pass in Rust: no Python dict in between (~4 us of ~25 per event)
+        data = model.model_validate_json(value)
     except ValidationError as error:
+        first = error.errors()[0]
+        if first["type"] == "json_invalid":
+            raise InvalidEvent(f"value is not JSON: {first['msg']}") from None
         raise InvalidEvent(f"invalid {event.type} data: {describe_validation_error(error)}") from None
     key = getattr(data, known.key)
     if event.subject is not None and event.subject != key:
