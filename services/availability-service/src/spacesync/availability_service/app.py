@@ -38,7 +38,8 @@ def create_app(settings: AvailabilitySettings) -> FastAPI:
     for topic, handler in folds(db, settings.fold_connections).items():
         subscribe_event_batches(broker, settings.kafka, topic, group_id=settings.consumer_group, handler=handler,
                                 max_records=settings.fold_batch_records, description=DESCRIPTIONS[topic],
-                                readers=READERS)
+                                readers=READERS,
+                                consumers=settings.fold_consumers if topic is Topic.BOOKING_EVENTS else 1)
     kafka = BrokerConnection(broker, settings.kafka, create_topics=settings.create_topics)
     topics = [settings.kafka.topic(topic.value) for topic in DESCRIPTIONS]
 

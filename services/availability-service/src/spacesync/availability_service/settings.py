@@ -17,4 +17,8 @@ class AvailabilitySettings(EventServiceSettings):
         default=1, ge=1, le=16,
         description="Transactions a batch of bookings is folded in at once (for a Postgres with cores to spare; "
                     "no measurable gain on the 2-core machine, where the service's own CPU is the limit)")
+    fold_consumers: int = Field(
+        default=2, ge=1, le=16,
+        description="Kafka consumers of booking.events in each process (one group): one parses its batch while "
+                    "another's is in Postgres")
     lag_interval_seconds: float = Field(default=10.0, gt=0, description="Consumer lag is measured this often")

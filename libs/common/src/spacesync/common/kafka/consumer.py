@@ -68,11 +68,14 @@ def subscribe_event_batches(
     max_records: int = 500,
     description: str = "",
     readers: Mapping[str, type[BaseModel]] | None = None,
+    consumers: int = 1,
 ) -> None:
     """Like subscribe_events, for handlers that take what Kafka has in one go (one transaction, one offset
     commit per batch instead of per event). Invalid records go to the DLQ one by one; the valid ones reach the
     handler in offset order; a batch the database refuses is retried event by event to find the refused one.
-    `readers`: event types read with a consumer's own model (see parse_event)."""
+    `readers`: event types read with a consumer's own model (see parse_event). `consumers`: Kafka consumers of
+    the group in this process, each with its share of the partitions: while one awaits its handler's I/O (the
+    database), another parses its batch."""
 
     async def consume(message: KafkaMessage) -> None:
         records: tuple[ConsumerRecord[Any, Any], ...] = message.raw_message
@@ -97,18 +100,20 @@ def subscribe_event_batches(
             await dead_letter(broker, record, reason, group_id)
 
     consume.__name__ = f"consume_{topic.value.replace('.', '_')}_batches"
-    broker.subscriber(
-        settings.topic(topic.value),
-        group_id=group_id,
-        auto_offset_reset="earliest",
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        batch=True,
-        max_records=max_records,
-        batch_timeout_ms=BATCH_WAIT_MS,
-        description=description or f"CloudEvents on {topic.value}, in batches",
-        parser=_tolerant_batch_parser,
-        decoder=_raw_body,
-    )(consume)
+    for n in range(consumers):
+        broker.subscriber(
+            settings.topic(topic.value),
+            group_id=group_id,
+            auto_offset_reset="earliest",
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            batch=True,
+            max_records=max_records,
+            batch_timeout_ms=BATCH_WAIT_MS,
+            description=description or f"CloudEvents on {topic.value}, in batches",
+            include_in_schema=n == 0,
+            parser=_tolerant_batch_parser,
+            decoder=_raw_body,
+        )(consume)
 
 
 async def _tolerant_batch_parser(
