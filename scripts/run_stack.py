@@ -48,7 +48,7 @@ AVAILABILITY = Service("availability-service", "spacesync.availability_service",
 # demo_seed.yaml), and booking-service tests the demo location's connection against it.
 SERVICES = [SIMULATOR, BOOKING, WRITER, POLLER, AVAILABILITY]
 DEMO_EXCHANGE = {"server": f"{SIMULATOR.url}/EWS/Exchange.asmx", "username": "LIBRARY\\svc-spacesync",
-                 "password": "demo-password", "title_rule": "patron_name"}
+                 "password": "demo-password", "title_rule": "patron_name", "populate_organizer": True}
 DEMO_PAIRING = {"Room 101": "room-101@library.example.org", "Room 102": "room-102@library.example.org",
                 "Pod A": "room-201@library.example.org"}
 
