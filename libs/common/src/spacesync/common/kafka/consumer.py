@@ -120,8 +120,14 @@ async def _tolerant_batch_parser(
     records: tuple[ConsumerRecord[Any, Any], ...],
     original: Callable[[tuple[ConsumerRecord[Any, Any], ...]], Awaitable[StreamMessage[Any]]],
 ) -> StreamMessage[Any]:
-    """The batch version of _tolerant_parser: FastStream sees cleaned copies, the message keeps the records."""
-    message = await original(tuple(_readable_headers(record) for record in records))
+    """The batch version of _tolerant_parser. FastStream's batch message is built from the first record only (its
+    parser decodes every header of every record into dicts nothing here reads: ~5% of a fold's CPU); the body
+    lists every value (FastStream's metrics count and size them), the message keeps the records."""
+    if not records:
+        return await original(records)
+    message = await original((_readable_headers(records[0]),))
+    message.body = [record.value or b"" for record in records]
+    message.message_id = f"{records[0].offset}-{records[-1].offset}-{records[0].timestamp}"
     message.raw_message = records
     return message
 
