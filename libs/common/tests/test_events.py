@@ -118,3 +118,17 @@ def test_space_time_zone_must_be_iana() -> None:
         LocationState(location_id="l", version=1, name="L", timezone="Mars/Olympus",
                       updated_at=datetime.now(UTC))
     assert SpaceState.model_fields["slot_minutes"].description
+
+
+def test_header_details_the_fast_reader_keeps() -> None:
+    good = [(k, v.encode()) for k, v in CloudEvent(source="/s", type="booking.created", subject="b-1").to_headers(
+        ).items() if k != "content-type"]
+    with_charset = CloudEvent.from_headers([*good, ("content-type", b"application/json; charset=utf-8")])
+    assert with_charset.datacontenttype == "application/json"
+    assert CloudEvent.from_headers([*good, ("x-trace", None)]).subject == "b-1"  # not ours: no value is fine
+    with pytest.raises(InvalidEvent, match="header 'x-trace' is not UTF-8"):
+        CloudEvent.from_headers([*good, ("x-trace", b"\xff")])
+    with pytest.raises(InvalidEvent, match="header 'content-type' has no value"):
+        CloudEvent.from_headers([*good, ("content-type", None)])
+    with pytest.raises(InvalidEvent, match="unsupported content-type 'text/plain'"):
+        CloudEvent.from_headers([*good, ("content-type", b"text/plain; charset=utf-8")])

@@ -53,23 +53,22 @@ class CloudEvent(BaseModel):
         """Reads ce_* headers; raises InvalidEvent naming what is missing or wrong."""
         items = headers.items() if isinstance(headers, Mapping) else headers
         text: dict[str, str] = {}
-        for name, value in items:
-            if isinstance(value, bytes):
-                try:
-                    value = value.decode("utf-8")
-                except UnicodeDecodeError:
-                    raise InvalidEvent(f"header {name!r} is not UTF-8") from None
-            if value is None and (name.startswith("ce_") or name == "content-type"):
-                raise InvalidEvent(f"header {name!r} has no value")
-            if value is not None:
-                text[name] = value
+        try:  # once per event on every consumer: one try around the loop, one check per header
+            for name, value in items:
+                if value is None:
+                    if name.startswith("ce_") or name == "content-type":
+                        raise InvalidEvent(f"header {name!r} has no value")
+                    continue
+                text[name] = value.decode("utf-8") if isinstance(value, bytes) else value
+        except UnicodeDecodeError:
+            raise InvalidEvent(f"header {name!r} is not UTF-8") from None
         missing = [h for h in ("ce_specversion", "ce_id", "ce_source", "ce_type") if not text.get(h)]
         if missing:
             raise InvalidEvent(f"missing CloudEvents header(s): {', '.join(missing)}")
         if text["ce_specversion"] != SPEC_VERSION:
             raise InvalidEvent(f"unsupported ce_specversion {text['ce_specversion']!r} (expected 1.0)")
-        content_type = text.get("content-type", CONTENT_TYPE).split(";")[0].strip()
-        if content_type != CONTENT_TYPE:
+        content_type = text.get("content-type", CONTENT_TYPE)
+        if content_type != CONTENT_TYPE and (content_type := content_type.split(";")[0].strip()) != CONTENT_TYPE:
             raise InvalidEvent(f"unsupported content-type {content_type!r} (expected {CONTENT_TYPE})")
         fields: dict[str, str] = {
             "id": text["ce_id"], "source": text["ce_source"], "type": text["ce_type"],
