@@ -33,6 +33,9 @@ async def test_bookings_survive_a_kafka_outage_and_events_arrive_exactly_once_in
         before = await service.http.post("/v1/bookings", json=booking(slot(room.space_id, at(2, 8))))
         assert before.status_code == 201
 
+        async def all_published() -> bool:
+            return await backlog(service) == 0
+        await wait_until(all_published, timeout=60, message="the catalog and the first booking published")
         await infra.kafka_control.stop()
         try:
             ids = []
