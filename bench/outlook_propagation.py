@@ -9,7 +9,7 @@ Samples are one at a time, round robin over the rooms.
 
 Two rows, same rooms and services:
 1. notifications: the poller as deployed (streaming subscriptions, debounce), reconciliation every 300 s.
-2. polling only: a second poller instance with notifications off, reconciliation every --poll-seconds: the
+2. polling only: a second poller instance with notifications off, every room read every --poll-seconds: the
    baseline that notifications improve on (expected about half the interval on average, up to the interval).
 
     uv run python bench/outlook_propagation.py                  # 40 samples per row, 20 rooms
@@ -138,6 +138,7 @@ async def bench(args: argparse.Namespace, workdir: Path) -> None:
                     await asyncio.to_thread(stop_process, poller)
                     poller = await stack.service("poller-polling", "spacesync.exchange_poller", {
                         **common, "SPACESYNC_NOTIFICATIONS": "false",
+                        "SPACESYNC_POLL_INTERVAL_SECONDS": str(args.poll_seconds),
                         "SPACESYNC_RECONCILE_INTERVAL_SECONDS": str(args.poll_seconds)})
                     name = f"polling only, every {args.poll_seconds:g} s"
                 meter = CpuMeter({n: s.process.pid for n, s in stack.services.items()
