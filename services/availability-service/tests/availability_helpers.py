@@ -14,11 +14,11 @@ from spacesync.availability_service.settings import AvailabilitySettings
 from spacesync.availability_service.store import VIEW_TABLES
 from spacesync.common.db import quote_ident
 from spacesync.common.events import EVENT_TYPES, CloudEvent, Topic
-from spacesync.common.events.booking import BookingSlot, BookingState, BookingStatus, Patron, SlotStatus
 from spacesync.common.events.catalog import CategoryState, LocationState, OpeningHours, SpaceState
 from spacesync.common.events.freebusy import BusyPeriod, FreeBusyState, OutlookBusyStatus
 from spacesync.common.settings import KafkaSettings, PostgresSettings
 from spacesync.testing import RunningApp
+from spacesync.testing.events import new_id
 from spacesync.testing.kafka import group_caught_up, produce
 
 SOURCE = "/test/booking-system"
@@ -35,10 +35,6 @@ def availability_settings(postgres_dsn: str, kafka: KafkaSettings) -> Availabili
         consumer_group=f"availability-{uuid.uuid4().hex[:8]}",
         postgres=PostgresSettings(dsn=SecretStr(postgres_dsn)), lag_interval_seconds=0.5,
         fold_connections=2)  # the shares path; the rebuild command runs with the default (one)
-
-
-def new_id() -> str:
-    return str(uuid.uuid4())
 
 
 def a_future_day(days: int = 3) -> date:
@@ -124,27 +120,6 @@ class Service:
 def key(at: datetime) -> str:
     """A time as the API writes it (UTC, Z)."""
     return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def booking(*slots: tuple[str, datetime, int], version: int = 1, status: BookingStatus = BookingStatus.CONFIRMED,
-            booking_id: str | None = None, nickname: str | None = None, slot_ids: list[str] | None = None,
-            cancelled: set[int] | None = None) -> BookingState:
-    """A booking with slots (space id, start, minutes); slot ids are stable when given."""
-    now = datetime.now(UTC)
-    ids = slot_ids or [new_id() for _ in slots]
-    return BookingState(
-        booking_id=booking_id or new_id(), version=version, status=status, public_nickname=nickname,
-        patron=Patron(first_name="Ada", last_name="Lovelace", email="ada@example.org"),
-        slots=[BookingSlot(slot_id=ids[i], space_id=space_id, start=start, end=start + timedelta(minutes=minutes),
-                           status=SlotStatus.CANCELLED if status is BookingStatus.CANCELLED or i in (cancelled or ())
-                           else SlotStatus.CONFIRMED)
-               for i, (space_id, start, minutes) in enumerate(slots)],
-        created_at=now, updated_at=now)
-
-
-def changed(previous: BookingState, *slots: tuple[str, datetime, int], **extra: Any) -> BookingState:
-    return booking(*slots, version=previous.version + 1, booking_id=previous.booking_id,
-                   slot_ids=[s.slot_id for s in previous.slots], nickname=previous.public_nickname, **extra)
 
 
 def picture(place: Place, sequence: int, *busy: tuple[datetime, datetime, str | None],

@@ -7,12 +7,13 @@ import os
 import sys
 from datetime import timedelta
 
-from availability_helpers import Service, a_future_day, booking, changed, local, picture
+from availability_helpers import Service, a_future_day, local, picture
 
 from spacesync.availability_service.rebuild import rebuild
 from spacesync.common.db import quote_ident
 from spacesync.common.events import Topic
 from spacesync.common.events.booking import BookingStatus
+from spacesync.testing.events import booking, changed
 
 
 async def live_stream(service: Service) -> None:

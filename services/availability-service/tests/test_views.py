@@ -10,11 +10,8 @@ from availability_helpers import (
     ADMIN,
     Service,
     a_future_day,
-    booking,
-    changed,
     key,
     local,
-    new_id,
     picture,
 )
 
@@ -22,6 +19,7 @@ from spacesync.common.events import Topic
 from spacesync.common.events.booking import BookingStatus
 from spacesync.common.kafka import dlq_topic
 from spacesync.testing import KafkaReader, wait_until
+from spacesync.testing.events import booking, changed, new_id
 
 
 async def test_outlook_busy_time_closes_slots_and_a_newer_picture_reopens_them(service: Service) -> None:

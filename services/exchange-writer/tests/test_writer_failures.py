@@ -16,12 +16,13 @@ from contextlib import asynccontextmanager
 import asyncpg
 import httpx
 import pytest
-from writer_helpers import Writer, booking, future
+from writer_helpers import Writer, future
 
 from spacesync.common.events import Topic
 from spacesync.common.kafka import ensure_topics
 from spacesync.common.settings import KafkaSettings
 from spacesync.testing import KafkaReader, wait_until
+from spacesync.testing.events import booking
 from spacesync.testing.exchange import WRITER
 
 # The issue asks for a 2-minute outage; SPACESYNC_TEST_OUTAGE_SECONDS shortens it for a quick local run.

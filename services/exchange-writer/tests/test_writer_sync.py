@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from writer_helpers import Writer, booking, changed, future
+from writer_helpers import Writer, future
 
 from spacesync.common.events.booking import BookingStatus
 from spacesync.common.events.catalog import ImportRequest, TitleRule
 from spacesync.testing import wait_until
+from spacesync.testing.events import booking, changed
 from spacesync.testing.exchange import READONLY, connection
 
 

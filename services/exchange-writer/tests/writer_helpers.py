@@ -11,7 +11,6 @@ from typing import Any
 from pydantic import BaseModel, SecretStr
 
 from spacesync.common.events import EVENT_TYPES, CloudEvent, Topic
-from spacesync.common.events.booking import BookingSlot, BookingState, BookingStatus, Patron, SlotStatus
 from spacesync.common.events.catalog import CategoryState, LocationState, OpeningHours, SpaceState, TitleRule
 from spacesync.common.exchange import GatewaySettings
 from spacesync.common.secrets import SecretBox
@@ -20,6 +19,7 @@ from spacesync.exchange_simulator.embedded import EmbeddedSimulator
 from spacesync.exchange_writer import sync_store
 from spacesync.exchange_writer.settings import WriterSettings
 from spacesync.testing import KafkaReader, Record, RunningApp, wait_until
+from spacesync.testing.events import new_id
 from spacesync.testing.exchange import PASSWORD, WRITER, SimulatorAdmin, connection, room
 from spacesync.testing.kafka import group_caught_up, produce
 
@@ -114,35 +114,9 @@ class Writer:
         return result
 
 
-def new_id() -> str:
-    return str(uuid.uuid4())
-
-
 def future(days: int = 1, hour: int = 14) -> datetime:
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     return today + timedelta(days=days, hours=hour)
-
-
-def booking(*slots: tuple[str, datetime, int], version: int = 1, status: BookingStatus = BookingStatus.CONFIRMED,
-            booking_id: str | None = None, nickname: str | None = None, updated_at: datetime | None = None,
-            slot_ids: list[str] | None = None, cancelled: set[int] | None = None) -> BookingState:
-    """A booking with slots (space id, start, minutes); slot ids are stable when given."""
-    now = updated_at or datetime.now(UTC)
-    ids = slot_ids or [new_id() for _ in slots]
-    return BookingState(
-        booking_id=booking_id or new_id(), version=version, status=status, public_nickname=nickname,
-        patron=Patron(first_name="Ada", last_name="Lovelace", email="ada@example.org"),
-        slots=[BookingSlot(slot_id=ids[i], space_id=space_id, start=start, end=start + timedelta(minutes=minutes),
-                           status=SlotStatus.CANCELLED if status is BookingStatus.CANCELLED or i in (cancelled or ())
-                           else SlotStatus.CONFIRMED)
-               for i, (space_id, start, minutes) in enumerate(slots)],
-        created_at=now, updated_at=now)
-
-
-def changed(previous: BookingState, *slots: tuple[str, datetime, int], **extra: Any) -> BookingState:
-    """The next version of a booking: same id and slot ids, new slots/status."""
-    return booking(*slots, version=previous.version + 1, booking_id=previous.booking_id,
-                   slot_ids=[s.slot_id for s in previous.slots], nickname=previous.public_nickname, **extra)
 
 
 async def writer_settled(app: Any, settings: WriterSettings, timeout: float = 30.0) -> None:
