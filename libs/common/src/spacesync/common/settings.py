@@ -71,6 +71,16 @@ def load_settings(settings_class: type[S]) -> S:
     try:
         return settings_class()
     except ValidationError as error:
-        prefix = settings_class.model_config.get("env_prefix", "")
+        prefix = _env_prefix(settings_class, error.title)
         problems = [f"{prefix}{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in error.errors()]
         raise SystemExit("configuration error: " + "; ".join(problems)) from None
+
+
+def _env_prefix(settings_class: type[BaseSettings], failed: str) -> str:
+    """The prefix of the settings class that failed: the class itself, or one of its nested settings (such as
+    KafkaSettings, read from SPACESYNC_KAFKA_* by its own default factory)."""
+    for field in settings_class.model_fields.values():
+        nested = field.annotation
+        if isinstance(nested, type) and issubclass(nested, BaseSettings) and nested.__name__ == failed:
+            return str(nested.model_config.get("env_prefix", ""))
+    return str(settings_class.model_config.get("env_prefix", ""))
