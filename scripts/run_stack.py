@@ -1,8 +1,9 @@
 """`make run`: the whole Spacesync stack on this machine, with demo data.
 
 Starts the local Kafka and PostgreSQL (scripts/infra.sh) unless KAFKA_BOOTSTRAP_SERVERS and
-SPACESYNC_POSTGRES_DSN point elsewhere, runs every service as a process (logs in .local/logs/),
-waits until each is ready, loads the demo catalog and bookings (once), and stops the services on Ctrl+C.
+SPACESYNC_POSTGRES_DSN point elsewhere, runs every service and the Kafka lag exporter as processes (logs in
+.local/logs/), waits until each is ready, loads the demo data (spacesync.exchange_simulator.demo, once), and stops
+the services on Ctrl+C.
 """
 
 from __future__ import annotations
@@ -42,9 +43,10 @@ BOOKING = Service("booking-service", "spacesync.booking_service", 8081)
 WRITER = Service("exchange-writer", "spacesync.exchange_writer", 8082)
 POLLER = Service("exchange-poller", "spacesync.exchange_poller", 8083)
 AVAILABILITY = Service("availability-service", "spacesync.availability_service", 8084)
+LAG_EXPORTER = Service("kafka-lag-exporter", "spacesync.common.kafka.lag_exporter", 8085)
 # The simulator first: it is the embedded default Exchange (a test double with the demo library's rooms,
 # demo_seed.yaml), and booking-service tests the demo location's connection against it.
-SERVICES = [SIMULATOR, BOOKING, WRITER, POLLER, AVAILABILITY]
+SERVICES = [SIMULATOR, BOOKING, WRITER, POLLER, AVAILABILITY, LAG_EXPORTER]
 
 
 def secret_keys() -> str:
@@ -133,6 +135,8 @@ Spacesync is running. Try:
        "{AVAILABILITY.url}/v1/admin/locations/{location_id}/slots?start={tomorrow}"
                                       (the admin grid: booked by whom, 'BUSY in Outlook' with the organizer)
   curl -s {POLLER.url}/metrics | grep spacesync_poller   (the exchange-poller: rooms watched, picture age)
+  curl -s {LAG_EXPORTER.url}/metrics | grep kafka_consumergroup_lag
+                                      (each consumer group's lag per partition, for Prometheus)
 Ctrl+C stops the services (Kafka and PostgreSQL keep running: make infra-down).""")
         while not stopping and all(p.poll() is None for p in processes):
             time.sleep(0.5)
