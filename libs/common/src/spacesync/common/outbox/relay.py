@@ -1,6 +1,6 @@
 """Publishes committed outbox rows to Kafka in order, then marks them.
 
-One active relay per service schema (a session advisory lock; other replicas wait as hot standbys).
+One active relay per service schema (Leadership: a session advisory lock; other replicas wait as hot standbys).
 LISTEN/NOTIFY wakes it when a transaction commits rows; a poll interval is the fallback.
 Rows are marked only after Kafka acknowledged them (idempotent producer, acks=all), so a crash or a
 Kafka outage re-sends a row with the same ce_id rather than losing it.
@@ -28,7 +28,7 @@ import asyncpg
 from aiokafka.errors import MessageSizeTooLargeError, RecordTooLargeError
 from prometheus_client import Counter, Gauge
 
-from spacesync.common.db.pool import connect
+from spacesync.common.db.leadership import Leadership
 from spacesync.common.events.cloudevents import CloudEvent
 from spacesync.common.settings import EventServiceSettings
 
@@ -85,7 +85,10 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._last_purge = 0.0
-        self.is_leader = False
+        self._leadership = Leadership(
+            dsn, schema, f"outbox-relay:{schema}", retry_interval=poll_interval,
+            on_change=lambda leader: OUTBOX_RELAY_LEADER.labels(schema).set(1 if leader else 0))
+        OUTBOX_RELAY_LEADER.labels(schema).set(0)
 
     @classmethod
     def for_service(cls, settings: EventServiceSettings, sender: RecordSender, ready: Callable[[], bool],
@@ -94,58 +97,39 @@ class OutboxRelay:
                    source=settings.event_source, topic_name=settings.kafka.topic, ready=ready,
                    batch_size=settings.outbox_batch_size, poll_interval=settings.outbox_poll_interval_seconds)
 
+    @property
+    def is_leader(self) -> bool:
+        return self._leadership.is_leader
+
     async def run(self) -> None:
         """Relays until stop(); survives Postgres and Kafka outages."""
-        backoff = self._poll_interval
-        while not self._stopping.is_set():
-            try:
-                await self._lead()
-                backoff = self._poll_interval
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as error:
-                log.warning("outbox relay lost its connection, retrying",
-                            extra={"schema": self._schema, "error": repr(error)})
-                await self._pause(backoff)
-                backoff = min(backoff * 2, 30.0)
+        await self._leadership.run(self._relay, standby=self._observe_backlog, ping=False)
 
     def stop(self) -> None:
         self._stopping.set()
         self._wake.set()
+        self._leadership.stop()
 
-    async def _lead(self) -> None:
-        conn = await connect(self._dsn, self._schema)
-        try:
-            while not await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))",
-                                          f"outbox-relay:{self._schema}"):
+    async def _relay(self, conn: asyncpg.Connection[Any]) -> None:
+        """The active relay's loop, on the lock's connection (an error there ends the term: the lock is gone)."""
+        await conn.add_listener(f"{self._schema}_outbox", self._on_notify)
+        log.info("outbox relay active", extra={"schema": self._schema})
+        while not self._stopping.is_set():
+            self._wake.clear()
+            if not self._ready():  # the producer is not connected yet: only keep the gauges current
                 await self._observe_backlog(conn)
-                if await self._pause(self._poll_interval):
-                    return
-            self._set_leader(True)
-            await conn.add_listener(f"{self._schema}_outbox", self._on_notify)
-            log.info("outbox relay active", extra={"schema": self._schema})
-            while not self._stopping.is_set():
-                self._wake.clear()
-                if not self._ready():  # the producer is not connected yet: only keep the gauges current
-                    await self._observe_backlog(conn)
-                    await self._pause(self._poll_interval)
-                    continue
-                more, failed = await self._relay_batch(conn)
-                await self._observe_backlog(conn)
-                await self._purge_published(conn)
-                if failed:
-                    await self._pause(self._poll_interval * 2)
-                elif not more:
-                    await self._pause(self._poll_interval)
-        finally:
-            self._set_leader(False)
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(conn.close(), timeout=5)
+                await self._pause(self._poll_interval)
+                continue
+            more, failed = await self._relay_batch(conn)
+            await self._observe_backlog(conn)
+            await self._purge_published(conn)
+            if failed:
+                await self._pause(self._poll_interval * 2)
+            elif not more:
+                await self._pause(self._poll_interval)
 
     def _on_notify(self, *_: object) -> None:
         self._wake.set()
-
-    def _set_leader(self, leader: bool) -> None:
-        self.is_leader = leader
-        OUTBOX_RELAY_LEADER.labels(self._schema).set(1 if leader else 0)
 
     async def _pause(self, seconds: float) -> bool:
         """Waits for a NOTIFY, stop() or the timeout; True when stopping."""
