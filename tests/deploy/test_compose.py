@@ -9,8 +9,6 @@ promtool with the real rule file and scrapes every service under its own name.
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import json
 import re
 import shutil
@@ -22,9 +20,9 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from pydantic import AliasChoices, ValidationError
-from pydantic_settings import BaseSettings
+from pydantic import ValidationError
 
+from spacesync.testing.settings import env_names, settings_of
 from spacesync.testing.tools import go_module, require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -200,37 +198,6 @@ def module_of(service: dict[str, Any]) -> str:
     return "spacesync." + package.replace("-", "_")
 
 
-def settings_class(module_name: str) -> type[BaseSettings]:
-    """The settings class a module defines (a service package: in its settings module), not counting the
-    classes nested in it."""
-    module = importlib.import_module(module_name)
-    if hasattr(module, "__path__"):
-        module = importlib.import_module(f"{module_name}.settings")
-    defined = [c for _, c in inspect.getmembers(module, inspect.isclass)
-               if issubclass(c, BaseSettings) and c.__module__ == module.__name__]
-    nested = {field.annotation for c in defined for field in c.model_fields.values()}
-    found = [c for c in defined if c not in nested]
-    assert len(found) == 1, f"{module.__name__} should define one settings class (others nested in it): {found}"
-    return found[0]
-
-
-def env_names(settings: type[BaseSettings]) -> set[str]:
-    """The environment variables a settings class (and the settings nested in it) reads."""
-    prefix = str(settings.model_config.get("env_prefix", ""))
-    names: set[str] = set()
-    for field_name, field in settings.model_fields.items():
-        alias = field.validation_alias
-        if isinstance(alias, AliasChoices):
-            names |= {choice.upper() for choice in alias.choices if isinstance(choice, str)}
-        elif isinstance(alias, str):
-            names.add(alias.upper())
-        else:
-            names.add(f"{prefix}{field_name}".upper())
-        if inspect.isclass(field.annotation) and issubclass(field.annotation, BaseSettings):
-            names |= env_names(field.annotation)
-    return names
-
-
 def environment(service: dict[str, Any]) -> dict[str, str]:
     env = service.get("environment", {})
     if isinstance(env, list):
@@ -240,7 +207,7 @@ def environment(service: dict[str, Any]) -> dict[str, str]:
 
 def test_each_container_environment_is_read_by_its_settings(
         services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> None:
-    classes = {name: settings_class(module_of(service)) for name, service in ours(services).items()}
+    classes = {name: settings_of(module_of(service)) for name, service in ours(services).items()}
     known = set().union(*(env_names(c) for c in classes.values()))
     for variable in known:  # this machine's settings must not leak into the check
         monkeypatch.delenv(variable, raising=False)
@@ -260,7 +227,7 @@ def test_each_container_environment_is_read_by_its_settings(
 
 
 def test_a_typo_in_the_environment_is_caught() -> None:
-    booking = settings_class("spacesync.booking_service")
+    booking = settings_of("spacesync.booking_service")
     assert "SPACESYNC_ADMIN_TOKEN" in env_names(booking)
     assert "KAFKA_BOOTSTRAP_SERVERS" in env_names(booking)  # nested KafkaSettings, by its alias
     assert "SPACESYNC_EXCHANGE_MAX_CONNECTIONS" in env_names(booking)  # nested GatewaySettings
