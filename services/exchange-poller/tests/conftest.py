@@ -41,7 +41,7 @@ async def poller(postgres_dsn: str, kafka_settings: Callable[[], KafkaSettings],
     async with run_app(app) as running, KafkaReader(
             settings.kafka.bootstrap_servers, settings.kafka.topic(Topic.EXCHANGE_FREEBUSY.value),
             settings.kafka.topic(Topic.CATALOG_EVENTS.value) + ".dlq") as reader:
-        await wait_until(lambda: app.state.relay.is_leader and app.state.kafka.connected, timeout=60,
-                         message="poller connected to Kafka")
+        await wait_until(lambda: app.state.relay.is_leader and app.state.kafka.connected
+                         and app.state.active.is_active, timeout=60, message="poller active and connected to Kafka")
         yield PollerUnderTest(running, settings, simulator, admin, SecretBox(key), reader)
     await admin.close()

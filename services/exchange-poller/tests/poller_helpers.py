@@ -63,7 +63,7 @@ class PollerUnderTest:
 
     @property
     def poller(self) -> Poller:
-        poller: Poller = self.running.app.state.poller
+        poller: Poller = self.running.app.state.active.poller
         return poller
 
     async def publish(self, ce_type: str, data: BaseModel) -> None:

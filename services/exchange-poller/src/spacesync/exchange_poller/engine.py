@@ -9,8 +9,7 @@ Reads may overlap; a room's result is applied under the room's lock, and a read 
 applied one is dropped, so a picture never goes back in time.
 A room's error is recorded and counted; its last good picture stays and the other rooms go on.
 
-One active instance (issue 6 runs one replica): the outbox relay alone would fence a second one, this engine
-does not.
+One engine runs per schema: the active instance's (active.py); a standby has none running.
 """
 
 from __future__ import annotations

@@ -14,3 +14,5 @@ PICTURE_AGE = Gauge("spacesync_poller_picture_age_seconds",
                     "since it is watched)", ["space_id"])
 PUBLISHED = Counter("spacesync_poller_pictures_published_total", "freebusy.changed events written to the outbox",
                     ["kind"])
+ACTIVE = Gauge("spacesync_poller_active", "1 while this instance is the active poller (holds the lock, consumes "
+               "catalog.events, reads Exchange); 0 on a standby")

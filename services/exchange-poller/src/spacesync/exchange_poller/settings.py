@@ -23,6 +23,8 @@ class PollerSettings(EventServiceSettings):
                                         "notifications off) are read this often")
     concurrency: int = Field(default=16, ge=1, description="Room reads in flight (all servers)")
     debounce_seconds: float = Field(default=0.5, ge=0, description="Changes of a room within this time: one read")
+    standby_retry_seconds: float = Field(
+        default=2.0, gt=0, description="A standby instance tries for the active instance's lock this often")
     notifications: bool = Field(default=True, description="Subscribe to calendar notifications (streaming or pull)")
     exchange: GatewaySettings = Field(default_factory=GatewaySettings)
     watch: WatchSettings = Field(default_factory=WatchSettings)  # SPACESYNC_EXCHANGE_WATCH_*
