@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import pytest
 
 from spacesync.common.settings import KafkaSettings
 from spacesync.testing.infra import Infra, resolve_infra
 from spacesync.testing.kafka import delete_topics
+from spacesync.testing.stack import fresh_database
 
 INFRA_FIXTURES = {"infra", "postgres_dsn", "kafka_settings"}
 
@@ -36,19 +35,8 @@ def infra(pytestconfig: pytest.Config) -> Iterator[Infra]:
 @pytest.fixture(scope="session")
 async def postgres_dsn(infra: Infra) -> AsyncIterator[str]:
     """A database of its own for this test run, dropped afterwards."""
-    name = f"spacesync_test_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(infra.postgres_dsn)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    parts = urlsplit(infra.postgres_dsn)
-    yield urlunsplit(parts._replace(path=f"/{name}"))
-    admin = await asyncpg.connect(infra.postgres_dsn)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with fresh_database(infra.postgres_dsn) as dsn:
+        yield dsn
 
 
 @pytest.fixture(scope="session")

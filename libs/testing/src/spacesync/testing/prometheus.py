@@ -53,12 +53,15 @@ class PrometheusServer:
         return targets
 
 
-def config(jobs: Mapping[str, Sequence[str]], rule_files: Sequence[Path], interval: str) -> dict[str, Any]:
-    """A prometheus.yml: one static job per service (job label = the name), the rule files as they are."""
+def config(jobs: Mapping[str, Sequence[str]], rule_files: Sequence[Path], interval: str,
+           relabel: Mapping[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """A prometheus.yml: one static job per service (job label = the name), the rule files as they are, and a
+    job's metric_relabel_configs from `relabel`."""
     return {
         "global": {"scrape_interval": interval, "evaluation_interval": interval, "scrape_timeout": interval},
         "rule_files": [str(path) for path in rule_files],
-        "scrape_configs": [{"job_name": job, "static_configs": [{"targets": list(targets)}]}
+        "scrape_configs": [{"job_name": job, "static_configs": [{"targets": list(targets)}],
+                            **({"metric_relabel_configs": relabel[job]} if job in relabel else {})}
                            for job, targets in jobs.items()],
     }
 
@@ -66,8 +69,9 @@ def config(jobs: Mapping[str, Sequence[str]], rule_files: Sequence[Path], interv
 @asynccontextmanager
 async def run_prometheus(binary: str, workdir: Path, jobs: Mapping[str, Sequence[str]],
                          rule_files: Sequence[Path] = (), *, interval: str = "1s",
+                         relabel: Mapping[str, list[dict[str, Any]]] | None = None,
                          timeout: float = 60.0) -> AsyncIterator[PrometheusServer]:
-    config_file = write_config(workdir, config(jobs, rule_files, interval))
+    config_file = write_config(workdir, config(jobs, rule_files, interval, relabel or {}))
     port = free_port()
     log = workdir / "prometheus.log"
     process = await spawn([binary, f"--config.file={config_file}", f"--storage.tsdb.path={workdir / 'data'}",

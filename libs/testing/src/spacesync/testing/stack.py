@@ -19,12 +19,16 @@ import socket
 import sys
 import uuid
 from asyncio.subprocess import Process
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 import httpx
 
 from spacesync.common.secrets import generate_key
@@ -50,6 +54,25 @@ EXCHANGE_ACCOUNT = {"username": "LIBRARY\\svc-spacesync", "password": "demo-pass
 ROOMS = ("room-101@library.example.org", "room-102@library.example.org", "room-201@library.example.org")
 OUTLOOK_ORGANIZER = {"name": "Jane Librarian", "smtp": "jane.librarian@library.example.org"}
 STOP_TIMEOUT = 30.0
+
+
+@asynccontextmanager
+async def fresh_database(server_dsn: str) -> AsyncIterator[str]:
+    """A database of its own on the server of `server_dsn` (its DSN), dropped afterwards."""
+    name = f"spacesync_test_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(server_dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    try:
+        yield urlunsplit(urlsplit(server_dsn)._replace(path=f"/{name}"))
+    finally:
+        admin = await asyncpg.connect(server_dsn)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
 
 
 def free_port() -> int:
@@ -79,6 +102,19 @@ class Demo:
     location_id: str
     space_ids: list[str]
     rooms: dict[str, str]  # space id -> mailbox
+
+
+@dataclass
+class Traffic:
+    """What keep_booking's requests got: status code -> count."""
+
+    answers: dict[int, int] = field(default_factory=dict)
+
+    def count(self, status: int) -> None:
+        self.answers[status] = self.answers.get(status, 0) + 1
+
+    def __str__(self) -> str:
+        return ", ".join(f"{count} x {status}" for status, count in sorted(self.answers.items()))
 
 
 @dataclass
@@ -186,13 +222,22 @@ class LocalStack:
                 rooms[space["space_id"]] = mailbox
         return Demo(location["location_id"], list(rooms), rooms)
 
-    async def book(self, client: httpx.AsyncClient, space_id: str, start: datetime, minutes: int = 30) -> str:
-        """A patron's booking through booking-service; returns its id."""
-        body = {"patron": {"first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.org"},
-                "slots": [{"space_id": space_id, "start": start.isoformat(),
-                           "end": (start + timedelta(minutes=minutes)).isoformat()}]}
-        created = await _send(client, "POST", f"{self.url(BOOKING)}/v1/bookings", body)
-        return str(created["id"])
+    async def keep_booking(self, space_ids: list[str], per_second: float, traffic: Traffic, *, limit: int = 2000,
+                           conflict_every: int = 10) -> None:
+        """Books distinct slots round the spaces at about `per_second` until cancelled or `limit` requests; every
+        `conflict_every`-th request asks for a slot just booked (a 409, as patrons racing for a room)."""
+        async with httpx.AsyncClient(base_url=self.url(BOOKING), timeout=30) as client:
+            for index in range(limit):
+                taken = index % conflict_every == conflict_every - 1 and index >= len(space_ids)
+                slot = index - len(space_ids) if taken else index
+                space = space_ids[slot % len(space_ids)]
+                start = slot_start(2, slot // len(space_ids))
+                response = await client.post("/v1/bookings", json={
+                    "patron": {"first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.org"},
+                    "slots": [{"space_id": space, "start": start.isoformat(),
+                               "end": (start + timedelta(minutes=30)).isoformat()}]})
+                traffic.count(response.status_code)
+                await asyncio.sleep(1 / per_second)  # pacing the load, not waiting for anything
 
     async def book_outlook_meeting(self, mailbox: str, start: datetime, minutes: int = 60) -> dict[str, Any]:
         """A meeting someone booked in Outlook (the simulator's admin API stands in for Outlook)."""
