@@ -1,0 +1,411 @@
+"""deploy/k8s: every overlay builds, every object matches its schema (CRDs too), and the built output does what
+the operators' page promises: probes, drain-aware termination, PDBs, scaling, topics, monitoring, network
+policies, Secrets, images, and environment variables the services actually read."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from pydantic_settings import BaseSettings
+
+from spacesync.availability_service.settings import AvailabilitySettings
+from spacesync.booking_service.settings import BookingServiceSettings
+from spacesync.common.events import Topic
+from spacesync.common.kafka.dlq import dlq_topic
+from spacesync.common.kafka.lag_exporter import LagExporterSettings
+from spacesync.common.settings import KafkaSettings
+from spacesync.exchange_poller.settings import PollerSettings
+from spacesync.exchange_simulator.settings import SimulatorSettings
+from spacesync.exchange_writer.settings import WriterSettings
+from spacesync.testing.kube import K8S, Manifest, build, containers, name_of, schema_errors
+from spacesync.testing.settings import env_names
+
+BUILDS = ("base", "overlays/dev", "overlays/prod")
+OVERLAYS = ("overlays/dev", "overlays/prod")
+SETTINGS: dict[str, type[BaseSettings]] = {
+    "booking-service": BookingServiceSettings,
+    "exchange-writer": WriterSettings,
+    "exchange-poller": PollerSettings,
+    "availability-service": AvailabilitySettings,
+    "kafka-lag-exporter": LagExporterSettings,
+    "exchange-simulator": SimulatorSettings,
+}
+SERVICES = ("booking-service", "exchange-writer", "exchange-poller", "availability-service")
+# The image each Deployment runs: spacesync/<this>.
+IMAGES = {**{s: s for s in SERVICES}, "kafka-lag-exporter": "booking-service",
+          "exchange-simulator": "exchange-simulator"}
+# Kafka consumers per pod and the topics each service's group reads (the apps' subscribe calls).
+CONSUMED = {
+    "booking-service": {Topic.EXCHANGE_SYNC: 1, Topic.EXCHANGE_FREEBUSY: 1},
+    "exchange-writer": {Topic.CATALOG_EVENTS: 1, Topic.BOOKING_EVENTS: 1},
+    "exchange-poller": {Topic.CATALOG_EVENTS: 1},
+    "availability-service": {Topic.CATALOG_EVENTS: 1, Topic.EXCHANGE_FREEBUSY: 1, Topic.BOOKING_EVENTS: 0},  # 0: env
+}
+COMPACTED = {Topic.EXCHANGE_FREEBUSY.value}  # see the comment in deploy/k8s/base/kafka-topics.yaml
+
+
+@pytest.fixture(scope="module")
+def builds() -> dict[str, list[Manifest]]:
+    return {path: build(K8S / path) for path in BUILDS}
+
+
+def of_kind(manifests: list[Manifest], kind: str) -> list[Manifest]:
+    return [m for m in manifests if m["kind"] == kind]
+
+
+def one(manifests: list[Manifest], kind: str, name: str) -> Manifest:
+    found = [m for m in of_kind(manifests, kind) if m["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected one {kind}/{name}, found {len(found)}"
+    return found[0]
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """A label selector (matchLabels, matchExpressions with In/NotIn/Exists) matches the labels."""
+    if any(labels.get(key) != value for key, value in selector.get("matchLabels", {}).items()):
+        return False
+    for expression in selector.get("matchExpressions", []):
+        key, operator, values = expression["key"], expression["operator"], expression.get("values", [])
+        ok = {"In": labels.get(key) in values, "NotIn": labels.get(key) not in values,
+              "Exists": key in labels, "DoesNotExist": key not in labels}[operator]
+        if not ok:
+            return False
+    return True
+
+
+def pod_labels(workload: Manifest) -> dict[str, str]:
+    labels: dict[str, str] = workload["spec"]["template"]["metadata"]["labels"]
+    return labels
+
+
+def config_map(manifests: list[Manifest]) -> dict[str, str]:
+    found = [m for m in of_kind(manifests, "ConfigMap") if m["metadata"]["name"].startswith("spacesync-config")]
+    assert len(found) == 1, "expected one spacesync-config ConfigMap"
+    data: dict[str, str] = found[0]["data"]
+    return data
+
+
+def spacesync_deployments(manifests: list[Manifest]) -> Iterator[Manifest]:
+    for deployment in of_kind(manifests, "Deployment"):
+        assert deployment["metadata"]["name"] in SETTINGS, f"unexpected {name_of(deployment)}"
+        yield deployment
+
+
+# --- build and schemas ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", BUILDS)
+def test_every_object_matches_its_schema(builds: dict[str, list[Manifest]], path: str) -> None:
+    errors = schema_errors(builds[path])
+    assert not errors, f"{path}: objects that a cluster would refuse:\n" + "\n".join(errors)
+
+
+@pytest.mark.parametrize("path", BUILDS)
+def test_names_are_unique(builds: dict[str, list[Manifest]], path: str) -> None:
+    names = [name_of(m) for m in builds[path]]
+    assert sorted({n for n in names if names.count(n) > 1}) == []
+
+
+# --- pods -------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", BUILDS)
+def test_probes_resources_and_security(builds: dict[str, list[Manifest]], path: str) -> None:
+    for deployment in spacesync_deployments(builds[path]):
+        pod = deployment["spec"]["template"]["spec"]
+        where = name_of(deployment)
+        assert pod["automountServiceAccountToken"] is False, where
+        assert pod["securityContext"]["runAsNonRoot"] is True, where
+        assert pod["securityContext"]["runAsUser"] == 10001, where
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, where
+        for container in containers(deployment):
+            # Liveness is the process only (/healthz never asks Kafka or Postgres); readiness the dependencies.
+            assert container["livenessProbe"]["httpGet"]["path"] == "/healthz", where
+            assert container["readinessProbe"]["httpGet"]["path"] == "/readyz", where
+            if "startupProbe" in container:
+                assert container["startupProbe"]["httpGet"]["path"] == "/healthz", where
+            elif deployment["metadata"]["name"] != "exchange-simulator":  # no migrations there
+                pytest.fail(f"{where}: no startupProbe (migrations run at start)")
+            for kind in ("requests", "limits"):
+                assert set(container["resources"][kind]) == {"cpu", "memory"}, f"{where}: resources.{kind}"
+            security = container["securityContext"]
+            assert security["allowPrivilegeEscalation"] is False, where
+            assert security["readOnlyRootFilesystem"] is True, where
+            assert security["capabilities"]["drop"] == ["ALL"], where
+
+
+@pytest.mark.parametrize("path", BUILDS)
+def test_termination_outlasts_the_drain(builds: dict[str, list[Manifest]], path: str) -> None:
+    """SIGKILL comes after preStop + uvicorn's graceful period + the app's drain (both the shutdown grace) +
+    the writer's 5 s margin: nothing in flight is cut off."""
+    grace = float(config_map(builds[path])["SPACESYNC_SHUTDOWN_GRACE_SECONDS"])
+    for deployment in spacesync_deployments(builds[path]):
+        pod = deployment["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        pause = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+        drains = any(source.get("configMapRef", {}).get("name", "").startswith("spacesync-config")
+                     for source in container.get("envFrom", []))
+        needed = pause + (2 * grace + 5 if drains else 0)
+        assert pod["terminationGracePeriodSeconds"] > needed, (
+            f"{name_of(deployment)}: terminationGracePeriodSeconds {pod['terminationGracePeriodSeconds']} "
+            f"<= {needed} (preStop {pause} s, shutdown grace {grace} s)")
+
+
+@pytest.mark.parametrize("path", BUILDS)
+def test_every_workload_has_a_disruption_budget(builds: dict[str, list[Manifest]], path: str) -> None:
+    budgets = of_kind(builds[path], "PodDisruptionBudget")
+    for workload in of_kind(builds[path], "Deployment"):
+        matching = [b for b in budgets if selects(b["spec"]["selector"], pod_labels(workload))]
+        assert len(matching) == 1, f"{name_of(workload)}: {len(matching)} PodDisruptionBudgets select it"
+
+
+@pytest.mark.parametrize("path", BUILDS)
+def test_images_are_spacesync_images(builds: dict[str, list[Manifest]], path: str) -> None:
+    for deployment in spacesync_deployments(builds[path]):
+        (container,) = containers(deployment)
+        reference = container["image"]
+        tagged = ":" in reference.rsplit("/", 1)[-1]  # not a registry's port
+        image, tag = (reference.rsplit(":", 1)[0], reference.rsplit(":", 1)[1]) if tagged else (reference, "")
+        wanted = f"spacesync/{IMAGES[deployment['metadata']['name']]}"
+        assert image == wanted or image.endswith("/" + wanted), f"{name_of(deployment)}: image {reference}"
+        if path != "base":
+            assert tag not in ("", "latest"), f"{name_of(deployment)}: {path} must pin a tag"
+
+
+@pytest.mark.parametrize("path", BUILDS)
+def test_every_env_var_is_one_the_service_reads(builds: dict[str, list[Manifest]], path: str) -> None:
+    """A typo (SPACESYNC_SHUTDOWN_GRACE instead of ..._SECONDS) would be silently ignored by the service."""
+    config = config_map(builds[path])
+    for deployment in spacesync_deployments(builds[path]):
+        (container,) = containers(deployment)
+        names = {variable["name"] for variable in container.get("env", [])}
+        for source in container.get("envFrom", []):
+            assert source["configMapRef"]["name"].startswith("spacesync-config"), name_of(deployment)
+            names |= set(config)
+        unknown = names - env_names(SETTINGS[deployment["metadata"]["name"]])
+        assert not unknown, f"{name_of(deployment)}: variables its settings do not read: {sorted(unknown)}"
+
+
+def test_availability_consumers_per_pod_are_set_explicitly(builds: dict[str, list[Manifest]]) -> None:
+    (container,) = containers(one(builds["base"], "Deployment", "availability-service"))
+    assert "SPACESYNC_FOLD_CONSUMERS" in {v["name"] for v in container["env"]}  # maxReplicaCount depends on it
+
+
+# --- scaling ----------------------------------------------------------------------------------------------------
+
+
+def scaled_by(manifests: list[Manifest], deployment: str) -> list[Manifest]:
+    hpas = [h for h in of_kind(manifests, "HorizontalPodAutoscaler")
+            if h["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment}]
+    scaled = [s for s in of_kind(manifests, "ScaledObject") if s["spec"]["scaleTargetRef"]["name"] == deployment]
+    return hpas + scaled
+
+
+def consumers_per_pod(manifests: list[Manifest], service: str, topic: Topic) -> int:
+    count = CONSUMED[service][topic]
+    if count == 0:  # set by the Deployment's environment
+        (container,) = containers(one(manifests, "Deployment", service))
+        count = int(next(v["value"] for v in container["env"] if v["name"] == "SPACESYNC_FOLD_CONSUMERS"))
+    return count
+
+
+def partitions(manifests: list[Manifest], topic: str) -> int:
+    found = [t for t in of_kind(manifests, "KafkaTopic") if t["spec"]["topicName"] == topic]
+    assert len(found) == 1, f"no KafkaTopic for {topic}"
+    count: int = found[0]["spec"]["partitions"]
+    return count
+
+
+@pytest.mark.parametrize("path", BUILDS)
+def test_scaling(builds: dict[str, list[Manifest]], path: str) -> None:
+    manifests = builds[path]
+    (hpa,) = scaled_by(manifests, "booking-service")
+    assert hpa["kind"] == "HorizontalPodAutoscaler"
+    assert hpa["spec"]["metrics"][0]["resource"]["name"] == "cpu"
+    for service in ("exchange-writer", "availability-service"):
+        (scaled,) = scaled_by(manifests, service)  # a ScaledObject and no second HPA fighting it
+        assert scaled["kind"] == "ScaledObject", f"{service} is scaled by {name_of(scaled)}"
+        assert "replicas" not in one(manifests, "Deployment", service)["spec"], f"{service}: KEDA owns replicas"
+        kafka = [t for t in scaled["spec"]["triggers"] if t["type"] == "kafka"]
+        assert kafka, f"{service}: no Kafka lag trigger"
+        for trigger in kafka:
+            assert trigger["metadata"]["consumerGroup"] == service
+            assert Topic(trigger["metadata"]["topic"]) in CONSUMED[service]
+            if path != "base":
+                assert trigger["metadata"]["bootstrapServers"] == config_map(manifests)["KAFKA_BOOTSTRAP_SERVERS"]
+    assert {t["type"] for t in one(manifests, "ScaledObject", "availability-service")["spec"]["triggers"]} == {
+        "kafka", "cpu"}
+    # The poller: one active instance and a standby, never autoscaled.
+    assert scaled_by(manifests, "exchange-poller") == []
+    assert one(manifests, "Deployment", "exchange-poller")["spec"]["replicas"] == 2
+    assert one(manifests, "PodDisruptionBudget", "exchange-poller")["spec"]["minAvailable"] == 1
+
+
+@pytest.mark.parametrize("path", BUILDS)
+def test_no_replica_count_leaves_consumers_idle(builds: dict[str, list[Manifest]], path: str) -> None:
+    """Consumers of a group beyond the topic's partitions get no partition: replicas there only cost."""
+    manifests = builds[path]
+    for service, topics in CONSUMED.items():
+        for scaler in scaled_by(manifests, service):
+            most = scaler["spec"].get("maxReplicas", scaler["spec"].get("maxReplicaCount"))
+            for topic in topics:
+                consumers = most * consumers_per_pod(manifests, service, topic)
+                assert consumers <= partitions(manifests, topic.value), (
+                    f"{name_of(scaler)}: up to {consumers} consumers of {topic.value}, which has "
+                    f"{partitions(manifests, topic.value)} partitions")
+
+
+# --- topics -----------------------------------------------------------------------------------------------------
+
+
+def topic_specs(manifests: list[Manifest]) -> dict[str, dict[str, Any]]:
+    return {t["spec"]["topicName"]: t for t in of_kind(manifests, "KafkaTopic")}
+
+
+@pytest.mark.parametrize("path", BUILDS)
+def test_every_topic_and_its_dead_letters(builds: dict[str, list[Manifest]], path: str) -> None:
+    topics = topic_specs(builds[path])
+    assert set(topics) == {t.value for t in Topic} | {dlq_topic(t.value) for t in Topic}
+    for name, topic in topics.items():
+        assert topic["spec"]["partitions"] == KafkaSettings().topic_partitions, name
+        assert topic["metadata"]["labels"]["strimzi.io/cluster"], name
+    compacted = {n for n, t in topics.items() if "compact" in t["spec"]["config"]["cleanup.policy"]}
+    assert compacted == COMPACTED
+
+
+def test_production_topics_survive_a_broker(builds: dict[str, list[Manifest]]) -> None:
+    for name, topic in topic_specs(builds["overlays/prod"]).items():
+        assert topic["spec"]["replicas"] == 3, name
+        assert topic["spec"]["config"]["min.insync.replicas"] == 2, name
+
+
+def test_dev_topics_fit_one_broker(builds: dict[str, list[Manifest]]) -> None:
+    (pool,) = of_kind(builds["overlays/dev"], "KafkaNodePool")
+    for name, topic in topic_specs(builds["overlays/dev"]).items():
+        assert topic["spec"]["replicas"] <= pool["spec"]["replicas"], name
+        assert topic["spec"]["config"]["min.insync.replicas"] <= topic["spec"]["replicas"], name
+
+
+def test_replayed_topics_are_kept(builds: dict[str, list[Manifest]]) -> None:
+    """The availability-service rebuild replays booking.events and catalog.events from the beginning."""
+    topics = topic_specs(builds["overlays/prod"])
+    for name in (Topic.BOOKING_EVENTS, Topic.CATALOG_EVENTS):
+        assert topics[name.value]["spec"]["config"]["retention.ms"] == -1, name
+
+
+# --- monitoring -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", BUILDS)
+def test_every_service_is_scraped(builds: dict[str, list[Manifest]], path: str) -> None:
+    manifests = builds[path]
+    services = of_kind(manifests, "Service")
+    monitors = of_kind(manifests, "ServiceMonitor")
+    for deployment in spacesync_deployments(manifests):
+        (service,) = [s for s in services if selects({"matchLabels": s["spec"]["selector"]}, pod_labels(deployment))]
+        assert [p["name"] for p in service["spec"]["ports"]] == ["http"], name_of(service)
+        watching = [m for m in monitors if selects(m["spec"]["selector"], service["metadata"]["labels"])]
+        assert len(watching) == 1, f"{name_of(service)}: {len(watching)} ServiceMonitors"
+        (monitor,) = watching
+        # The Prometheus job is the service's name, as the alert rules and the dashboard expect.
+        assert monitor["spec"]["jobLabel"] == "app.kubernetes.io/name"
+        assert service["metadata"]["labels"]["app.kubernetes.io/name"] == deployment["metadata"]["name"]
+        assert monitor["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "30s"}]
+
+
+# --- overlays ---------------------------------------------------------------------------------------------------
+
+
+def test_prod_has_no_simulator_and_no_secret_values(builds: dict[str, list[Manifest]]) -> None:
+    prod = builds["overlays/prod"]
+    assert of_kind(prod, "Secret") == []
+    assert not [m for m in prod if "simulator" in m["metadata"]["name"]]
+    assert {m["metadata"].get("namespace") for m in prod if m["kind"] != "Namespace"} == {"spacesync"}
+
+
+def test_dev_has_the_simulator_kafka_and_postgres(builds: dict[str, list[Manifest]]) -> None:
+    dev = builds["overlays/dev"]
+    one(dev, "Deployment", "exchange-simulator")
+    one(dev, "Service", "exchange-simulator")
+    one(dev, "StatefulSet", "postgres")
+    (kafka,) = of_kind(dev, "Kafka")
+    assert {t["metadata"]["labels"]["strimzi.io/cluster"] for t in of_kind(dev, "KafkaTopic")} == {
+        kafka["metadata"]["name"]}
+    assert config_map(dev)["KAFKA_BOOTSTRAP_SERVERS"].startswith(f"{kafka['metadata']['name']}-kafka-bootstrap:")
+    assert {m["metadata"].get("namespace") for m in dev if m["kind"] != "Namespace"} == {"spacesync-dev"}
+
+
+def secret_refs(manifests: list[Manifest]) -> set[tuple[str, str]]:
+    refs = set()
+    for workload in [*of_kind(manifests, "Deployment"), *of_kind(manifests, "StatefulSet")]:
+        for container in containers(workload):
+            for variable in container.get("env", []):
+                ref = variable.get("valueFrom", {}).get("secretKeyRef")
+                if ref:
+                    refs.add((ref["name"], ref["key"]))
+    return refs
+
+
+def test_dev_generates_every_secret_it_references(builds: dict[str, list[Manifest]]) -> None:
+    dev = builds["overlays/dev"]
+    secrets = {s["metadata"]["name"]: set(s["data"]) for s in of_kind(dev, "Secret")}
+    for name, key in secret_refs(dev):
+        assert key in secrets.get(name, set()), f"dev references Secret {name} key {key}, which it does not make"
+
+
+def test_prod_secrets_are_documented(builds: dict[str, list[Manifest]]) -> None:
+    readme = (K8S / "README.md").read_text()
+    missing = [f"{name} {key}" for name, key in sorted(secret_refs(builds["overlays/prod"]))
+               if name not in readme or key not in readme]
+    assert not missing, f"deploy/k8s/README.md does not say how to create: {missing}"
+
+
+def test_encryption_key_goes_to_the_services_that_decrypt(builds: dict[str, list[Manifest]]) -> None:
+    prod = builds["overlays/prod"]
+    for service, settings in SETTINGS.items():
+        if service not in SERVICES:
+            continue
+        (container,) = containers(one(prod, "Deployment", service))
+        has_key = "SPACESYNC_SECRET_KEYS" in {v["name"] for v in container["env"]}
+        assert has_key == ("secret_keys" in settings.model_fields), service
+
+
+# --- network policies -------------------------------------------------------------------------------------------
+
+
+def allowed(manifests: list[Manifest], pod: dict[str, str], direction: str, port: int,
+            protocol: str = "TCP") -> bool:
+    """Whether some NetworkPolicy selecting the pod lets traffic on the port through in that direction (peers
+    are not evaluated: the port decides here)."""
+    for policy in of_kind(manifests, "NetworkPolicy"):
+        spec = policy["spec"]
+        if direction not in spec["policyTypes"] or not selects(spec["podSelector"], pod):
+            continue
+        for rule in spec.get(direction.lower(), []):
+            ports = rule.get("ports")
+            if not ports or any(p["port"] == port and p.get("protocol", "TCP") == protocol for p in ports):
+                return True
+    return False
+
+
+@pytest.mark.parametrize("path", OVERLAYS)
+def test_network_policies(builds: dict[str, list[Manifest]], path: str) -> None:
+    manifests = builds[path]
+    deny = one(manifests, "NetworkPolicy", "default-deny")["spec"]
+    assert deny == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+    pods = {d["metadata"]["name"]: pod_labels(d) for d in spacesync_deployments(manifests)}
+    for name, pod in pods.items():
+        assert allowed(manifests, pod, "Egress", 53, "UDP"), f"{name}: no DNS"
+        assert allowed(manifests, pod, "Ingress", 8080), f"{name}: Prometheus cannot scrape it"
+        if name != "exchange-simulator":
+            assert allowed(manifests, pod, "Egress", 9092), f"{name}: no Kafka"
+        assert allowed(manifests, pod, "Egress", 5432) == (name in SERVICES), f"{name}: Postgres"
+        talks_to_exchange = name in ("booking-service", "exchange-writer", "exchange-poller")
+        assert allowed(manifests, pod, "Egress", 443) == talks_to_exchange, f"{name}: Exchange"
+    front = one(manifests, "NetworkPolicy", "allow-ingress-controller")["spec"]["podSelector"]
+    assert {n for n, pod in pods.items() if selects(front, pod)} == {"booking-service", "availability-service"}
+    if path == "overlays/dev":
+        simulator = pods["exchange-simulator"]
+        assert allowed(manifests, pods["exchange-writer"], "Egress", 8080), "the writer cannot reach the simulator"
+        assert allowed(manifests, simulator, "Ingress", 8080)
