@@ -4,7 +4,7 @@ kustomize: `kubectl kustomize` when kubectl exists, else kustomize built once fr
 .local/bin. Schemas: built-in kinds with kubernetes-validate (strict: unknown fields are errors); the Prometheus
 Operator's and KEDA's custom resources against the openAPIV3Schema of their CRDs (from their Go modules,
 made strict the same way); Strimzi's with the validators @kubernetes-models/strimzi-kafka-operator generates
-from Strimzi's CRDs (npm). Downloads are cached under .local/cache (gitignored).
+from Strimzi's CRDs (npm, tools/strimzi-validate). Go modules are cached under .local/cache (gitignored).
 """
 
 from __future__ import annotations
@@ -39,10 +39,10 @@ CRD_MODULES = {
     "github.com/prometheus-operator/prometheus-operator@v0.85.0": "example/prometheus-operator-crd/",
     "github.com/kedacore/keda/v2@v2.21.0": "config/crd/bases/",
 }
-# Validators generated from strimzi-crds-0.49.0.yaml (Strimzi ships no CRD schemas to a reachable registry).
-STRIMZI_MODELS = "@kubernetes-models/strimzi-kafka-operator@1.0.1"
+# Strimzi publishes its CRDs on GitHub only; @kubernetes-models/strimzi-kafka-operator (npm, locked in
+# tools/strimzi-validate) ships validators generated from strimzi-crds-0.49.0.yaml.
 STRIMZI_GROUP = "kafka.strimzi.io"
-STRIMZI_SCRIPT = Path(__file__).with_name("strimzi_validate.mjs")
+STRIMZI_TOOL = REPO / "tools" / "strimzi-validate"
 
 
 def name_of(manifest: Manifest) -> str:
@@ -184,23 +184,15 @@ def crd_errors(manifest: Manifest) -> list[str]:
 # --- Strimzi (npm-generated validators, run with node) ----------------------------------------------------------
 
 
-def _strimzi_models() -> Path:
-    folder = CACHE / "strimzi-models"
-    if not (folder / "node_modules" / "@kubernetes-models" / "strimzi-kafka-operator").exists():
-        npm = require_tool("npm")
-        folder.mkdir(parents=True, exist_ok=True)
-        _run([npm, "install", "--prefix", str(folder), "--no-audit", "--no-fund", "--loglevel=error",
-              STRIMZI_MODELS])
-    return folder
-
-
 def strimzi_errors(manifests: list[Manifest]) -> list[str]:
-    """Errors of Strimzi resources (type, enum, required, ranges; these generated validators do not refuse
-    unknown fields)."""
+    """Errors of Strimzi resources (types, enums, required fields, ranges; these generated validators do not
+    refuse unknown fields)."""
     if not manifests:
         return []
     node = require_tool("node")
-    output = _run([node, str(STRIMZI_SCRIPT), str(_strimzi_models())], stdin=json.dumps(manifests))
+    if not (STRIMZI_TOOL / "node_modules").exists():
+        _run([require_tool("npm"), "ci", "--prefix", str(STRIMZI_TOOL), "--no-audit", "--no-fund", "--loglevel=error"])
+    output = _run([node, str(STRIMZI_TOOL / "validate.mjs")], stdin=json.dumps(manifests))
     errors: list[str] = json.loads(output)
     return errors
 

@@ -1,11 +1,9 @@
 // Validates Strimzi custom resources (a JSON array on stdin) with the validators that
 // @kubernetes-models/strimzi-kafka-operator generates from Strimzi's CRDs; prints a JSON array of errors
-// ("Kind/name: field: message"). argv[2]: the folder holding its node_modules (tests/deploy/k8s_build.py).
+// ("Kind/name: field: message"). Used by spacesync.testing.kube (tests/deploy/test_k8s_manifests.py).
+// These validators check types, enums, required fields and ranges; they do not refuse unknown fields.
 import { readFileSync } from "node:fs";
-import { join } from "node:path";
-import { pathToFileURL } from "node:url";
 
-const models = join(process.argv[2], "node_modules", "@kubernetes-models", "strimzi-kafka-operator");
 const manifests = JSON.parse(readFileSync(0, "utf8"));
 const errors = [];
 for (const manifest of manifests) {
@@ -13,7 +11,7 @@ for (const manifest of manifests) {
   const [group, version] = manifest.apiVersion.split("/");
   let model;
   try {
-    model = await import(pathToFileURL(join(models, group, version, `${manifest.kind}.js`)).href);
+    model = await import(`@kubernetes-models/strimzi-kafka-operator/${group}/${version}/${manifest.kind}`);
   } catch {
     errors.push(`${where}: no Strimzi schema for ${manifest.apiVersion} ${manifest.kind}`);
     continue;
