@@ -39,6 +39,7 @@ CRD_MODULES = {
     "github.com/prometheus-operator/prometheus-operator@v0.85.0": "example/prometheus-operator-crd/",
     "github.com/kedacore/keda/v2@v2.21.0": "config/crd/bases/",
 }
+CRD_GROUPS = {"monitoring.coreos.com", "keda.sh"}
 # Strimzi publishes its CRDs on GitHub only; @kubernetes-models/strimzi-kafka-operator (npm, locked in
 # tools/strimzi-validate) ships validators generated from strimzi-crds-0.49.0.yaml.
 STRIMZI_GROUP = "kafka.strimzi.io"
@@ -57,7 +58,8 @@ def _run(command: list[str], *, env: dict[str, str] | None = None, stdin: str | 
 
 
 def _go() -> str | None:
-    return shutil.which("go") or next((p for p in ("/usr/local/go/bin/go",) if Path(p).exists()), None)
+    installed = Path("/usr/local/go/bin/go")  # the official tarball's place, often not on PATH
+    return shutil.which("go") or (str(installed) if installed.exists() else None)
 
 
 def _go_env() -> dict[str, str]:
@@ -200,12 +202,12 @@ def strimzi_errors(manifests: list[Manifest]) -> list[str]:
 def schema_errors(manifests: list[Manifest]) -> list[str]:
     """Every schema error of a build, each naming the object and the field."""
     errors: list[str] = []
-    strimzi = [m for m in manifests if m["apiVersion"].startswith(STRIMZI_GROUP + "/")]
+    strimzi: list[Manifest] = []
     for manifest in manifests:
         group = manifest["apiVersion"].rpartition("/")[0]
-        if manifest in strimzi:
-            continue
-        if any(group == crd_group for crd_group in ("monitoring.coreos.com", "keda.sh")):
+        if group == STRIMZI_GROUP:
+            strimzi.append(manifest)
+        elif group in CRD_GROUPS:
             errors += crd_errors(manifest)
         else:
             errors += builtin_errors(manifest)
