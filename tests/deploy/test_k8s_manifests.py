@@ -36,12 +36,14 @@ SERVICES = ("booking-service", "exchange-writer", "exchange-poller", "availabili
 # The image each Deployment runs: spacesync/<this>.
 IMAGES = {**{s: s for s in SERVICES}, "kafka-lag-exporter": "booking-service",
           "exchange-simulator": "exchange-simulator"}
-# Kafka consumers per pod and the topics each service's group reads (the apps' subscribe calls).
-CONSUMED = {
+# The topics each service's consumer group reads and its consumers of each per pod (the apps' subscribe calls);
+# a variable's name where a setting decides.
+CONSUMED: dict[str, dict[Topic, int | str]] = {
     "booking-service": {Topic.EXCHANGE_SYNC: 1, Topic.EXCHANGE_FREEBUSY: 1},
     "exchange-writer": {Topic.CATALOG_EVENTS: 1, Topic.BOOKING_EVENTS: 1},
     "exchange-poller": {Topic.CATALOG_EVENTS: 1},
-    "availability-service": {Topic.CATALOG_EVENTS: 1, Topic.EXCHANGE_FREEBUSY: 1, Topic.BOOKING_EVENTS: 0},  # 0: env
+    "availability-service": {Topic.CATALOG_EVENTS: 1, Topic.EXCHANGE_FREEBUSY: 1,
+                             Topic.BOOKING_EVENTS: "SPACESYNC_FOLD_CONSUMERS"},
 }
 COMPACTED = {Topic.EXCHANGE_FREEBUSY.value}  # see the comment in deploy/k8s/base/kafka-topics.yaml
 
@@ -187,11 +189,6 @@ def test_every_env_var_is_one_the_service_reads(builds: dict[str, list[Manifest]
         assert not unknown, f"{name_of(deployment)}: variables its settings do not read: {sorted(unknown)}"
 
 
-def test_availability_consumers_per_pod_are_set_explicitly(builds: dict[str, list[Manifest]]) -> None:
-    (container,) = containers(one(builds["base"], "Deployment", "availability-service"))
-    assert "SPACESYNC_FOLD_CONSUMERS" in {v["name"] for v in container["env"]}  # maxReplicaCount depends on it
-
-
 # --- scaling ----------------------------------------------------------------------------------------------------
 
 
@@ -204,10 +201,14 @@ def scaled_by(manifests: list[Manifest], deployment: str) -> list[Manifest]:
 
 def consumers_per_pod(manifests: list[Manifest], service: str, topic: Topic) -> int:
     count = CONSUMED[service][topic]
-    if count == 0:  # set by the Deployment's environment
-        (container,) = containers(one(manifests, "Deployment", service))
-        count = int(next(v["value"] for v in container["env"] if v["name"] == "SPACESYNC_FOLD_CONSUMERS"))
-    return count
+    if isinstance(count, int):
+        return count
+    (container,) = containers(one(manifests, "Deployment", service))
+    env = {variable["name"]: variable.get("value") for variable in container.get("env", [])}
+    if env.get(count) is not None:
+        return int(env[count])
+    default = SETTINGS[service].model_fields[count.removeprefix("SPACESYNC_").lower()].default
+    return int(default)
 
 
 def partitions(manifests: list[Manifest], topic: str) -> int:
