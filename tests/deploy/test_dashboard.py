@@ -4,10 +4,12 @@ exporter serves, so a renamed metric fails here. That each query returns data: t
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from prometheus_client import CollectorRegistry
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import REGISTRY
@@ -17,7 +19,9 @@ from spacesync.testing.prometheus import QueryError, run_prometheus
 from spacesync.testing.tools import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
-DASHBOARD = ROOT / "deploy" / "k8s" / "base" / "monitoring" / "dashboards" / "spacesync.json"
+MONITORING = ROOT / "deploy" / "k8s" / "base" / "monitoring"
+DASHBOARD = MONITORING / "dashboards" / "spacesync.json"
+RULES = MONITORING / "rules" / "spacesync.rules.yml"
 GRID_WIDTH = 24
 # Served by Prometheus itself, or by kafka_exporter's metric names (Strimzi's Kafka Exporter in a cluster, our
 # spacesync.common.kafka.lag_exporter locally: a collector whose names appear only once it has read Kafka).
@@ -101,6 +105,16 @@ def test_every_metric_a_query_reads_is_defined(board: dict[str, Any]) -> None:
     unknown = {f"{query.panel} {query.ref_id}: {name}" for query in dashboard.queries(board)
                for name in dashboard.metric_names(query.expr) - known}
     assert not unknown, "metrics no code defines (renamed?):\n" + "\n".join(sorted(unknown))
+
+
+def test_the_alerts_panels_name_exist(board: dict[str, Any]) -> None:
+    """Descriptions send operators to alerts by name: a renamed alert must not leave them looking for a ghost."""
+    alerts = {rule["alert"] for group in yaml.safe_load(RULES.read_text())["groups"] for rule in group["rules"]
+              if "alert" in rule}
+    named = {(panel["title"], name) for panel in dashboard.panels(board)
+             for name in re.findall(r"\bSpacesync[A-Z]\w+", panel.get("description", ""))}
+    assert named, "no panel names an alert"
+    assert not {(title, name) for title, name in named if name not in alerts}
 
 
 async def test_every_query_parses(board: dict[str, Any], tmp_path: Path) -> None:
