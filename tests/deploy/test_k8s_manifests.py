@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings
 from spacesync.availability_service.settings import AvailabilitySettings
 from spacesync.booking_service.settings import BookingServiceSettings
 from spacesync.common.events import Topic
+from spacesync.common.events.registry import COMPACTED_TOPICS
 from spacesync.common.kafka.dlq import dlq_topic
 from spacesync.common.kafka.lag_exporter import LagExporterSettings
 from spacesync.common.settings import KafkaSettings
@@ -45,7 +46,7 @@ CONSUMED: dict[str, dict[Topic, int | str]] = {
     "availability-service": {Topic.CATALOG_EVENTS: 1, Topic.EXCHANGE_FREEBUSY: 1,
                              Topic.BOOKING_EVENTS: "SPACESYNC_FOLD_CONSUMERS"},
 }
-COMPACTED = {Topic.EXCHANGE_FREEBUSY.value}  # see the comment in deploy/k8s/base/kafka-topics.yaml
+COMPACTED = {t.value for t in COMPACTED_TOPICS}  # the reasons: deploy/k8s/base/kafka-topics.yaml
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,12 @@ class Topic(StrEnum):
     EXCHANGE_FREEBUSY = "exchange.freebusy"
 
 
+# Topics whose every event is the whole state of its key, so Kafka may keep only the latest per key.
+# exchange.freebusy: a room's full busy picture keyed by space id. The others are not: booking ids are unique
+# only per source (booking.events, exchange.sync), and catalog.events shares bare ids between entity kinds.
+COMPACTED_TOPICS = frozenset({Topic.EXCHANGE_FREEBUSY})
+
+
 @dataclass(frozen=True)
 class EventType:
     ce_type: str
