@@ -13,6 +13,7 @@ import json
 import re
 import shutil
 import subprocess
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -127,8 +128,26 @@ def test_build_contexts_and_dockerfiles_exist(services: dict[str, dict[str, Any]
         dockerfile = context / build.get("dockerfile", "Dockerfile")
         assert dockerfile.is_file(), f"{name}: {dockerfile.relative_to(ROOT)} does not exist"
         service_arg = build.get("args", {}).get("SERVICE", "")
-        assert (ROOT / "services" / service_arg / "pyproject.toml").is_file(), \
-            f"{name}: build arg SERVICE={service_arg!r} names no package under services/"
+        project = ROOT / "services" / service_arg / "pyproject.toml"
+        assert project.is_file(), f"{name}: build arg SERVICE={service_arg!r} names no package under services/"
+        # The image's CMD runs the console script spacesync-<SERVICE> (a command: may run another module).
+        scripts = tomllib.loads(project.read_text())["project"].get("scripts", {})
+        assert f"spacesync-{service_arg}" in scripts, f"{project.relative_to(ROOT)} has no spacesync-{service_arg}"
+
+
+def test_the_build_context_holds_what_the_dockerfile_copies() -> None:
+    """.dockerignore is an allowlist (`*`, then `!path`): each COPY source from the context must be let back in."""
+    ignore = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
+              if line.strip() and not line.startswith("#")]
+    assert ignore[0] == "*", ".dockerignore should start by excluding everything"
+    allowed = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
+    copies = [line.split()[1:-1] for line in (ROOT / "Dockerfile").read_text().splitlines()
+              if line.startswith("COPY ") and "--from=" not in line]
+    sources = [source for sources in copies for source in sources]
+    assert sources, "no COPY from the build context found in the Dockerfile"
+    for source in sources:
+        assert source in allowed, f"the Dockerfile copies {source}, which .dockerignore leaves out"
+        assert (ROOT / source).exists(), f"the Dockerfile copies {source}, which does not exist"
 
 
 def bind_mounts(service: dict[str, Any]) -> Iterator[tuple[str, str]]:
