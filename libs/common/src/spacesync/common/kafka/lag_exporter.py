@@ -139,7 +139,6 @@ class LagExporter:
         self._options = settings.exporter
         self._collector = collector
         self.failures = 0  # in a row
-        self.refreshed = asyncio.Event()  # set after each successful refresh (tests wait on it)
 
     async def run(self) -> None:
         reader: OffsetReader | None = None
@@ -161,7 +160,6 @@ class LagExporter:
                     self._collector.snapshot = snapshot
                     self.failures = 0
                     LAST_SUCCESS.set(time.time())
-                    self.refreshed.set()
                 await asyncio.sleep(self._options.interval_seconds)
         finally:
             if reader is not None:
