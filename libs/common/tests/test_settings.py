@@ -35,6 +35,13 @@ def test_missing_or_invalid_settings_stop_with_the_variable_name(monkeypatch: py
     assert "SPACESYNC_HTTP_PORT: Input should be a valid integer" in message
 
 
+def test_an_invalid_nested_setting_is_named_with_its_own_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPACESYNC_ADMIN_TOKEN", "t")
+    monkeypatch.setenv("SPACESYNC_KAFKA_TOPIC_PARTITIONS", "six")  # read by KafkaSettings' own default factory
+    with pytest.raises(SystemExit, match="SPACESYNC_KAFKA_TOPIC_PARTITIONS: Input should be a valid integer"):
+        load_settings(Needy)
+
+
 def test_settings_given_in_code_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "from-env:9092")
     assert KafkaSettings(bootstrap_servers="given:9092").bootstrap_servers == "given:9092"
