@@ -2,6 +2,8 @@
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from spacesync.common.exchange import ConnectionProblem
+
 SYNC_LAG = Histogram(
     "spacesync_writer_sync_lag_seconds", "From the booking change (event time) to its appointment written",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900))
@@ -10,5 +12,8 @@ STEPS = Counter("spacesync_writer_steps_total", "Exchange steps per slot by kind
 RETRIES = Counter("spacesync_writer_retries_total", "Slot passes that will be retried, by problem", ["problem"])
 FAILED = Counter("spacesync_writer_failures_total", "Slots that failed for good (until settings change)",
                  ["problem"])
+# From 0: a child born at its first increment shows as 1 in its first scrape, an increase() cannot see (alerts).
+for _problem in ConnectionProblem:
+    FAILED.labels(_problem.value)
 PUBLISHED = Counter("spacesync_writer_outcomes_total", "exchange.sync events written to the outbox", ["type"])
 DUE = Gauge("spacesync_writer_bookings_due", "Bookings waiting for a pass (new changes or retries)")

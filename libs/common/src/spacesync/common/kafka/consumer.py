@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from spacesync.common.events.cloudevents import CloudEvent, InvalidEvent
 from spacesync.common.events.registry import Topic, parse_event
-from spacesync.common.kafka.dlq import dead_letter, refusal_reason
+from spacesync.common.kafka.dlq import count_dead_letters_from_zero, dead_letter, refusal_reason
 from spacesync.common.settings import KafkaSettings
 
 EventHandler = Callable[[CloudEvent, BaseModel], Awaitable[None]]
@@ -47,6 +47,7 @@ def subscribe_events(
         await handler(event, data)
 
     consume.__name__ = f"consume_{topic.value.replace('.', '_')}"
+    count_dead_letters_from_zero(settings.topic(topic.value), group_id)
     broker.subscriber(
         settings.topic(topic.value),
         group_id=group_id,
@@ -100,6 +101,7 @@ def subscribe_event_batches(
             await dead_letter(broker, record, reason, group_id)
 
     consume.__name__ = f"consume_{topic.value.replace('.', '_')}_batches"
+    count_dead_letters_from_zero(settings.topic(topic.value), group_id)
     for n in range(consumers):
         broker.subscriber(
             settings.topic(topic.value),

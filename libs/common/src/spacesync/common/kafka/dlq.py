@@ -34,6 +34,12 @@ HANDLER_RETRIES = Counter(
 MAX_BACKOFF_SECONDS = 30.0
 
 
+def count_dead_letters_from_zero(topic: str, group: str) -> None:
+    """Creates the subscription's DLQ counter at 0: a child born at its first increment shows as 1 in its first
+    scrape, an increase Prometheus cannot see (SpacesyncDeadLettersReceived would miss a process's first one)."""
+    DLQ_EVENTS.labels(topic, group)
+
+
 def dlq_topic(topic: str) -> str:
     return f"{topic}.dlq"
 
