@@ -45,6 +45,10 @@ lint: setup ## ruff, mypy, shellcheck, contracts current and valid (AsyncAPI par
 contracts: setup ## regenerate contracts/ (JSON Schema per event type, AsyncAPI) from the code
 	@$(UV) run python -m spacesync.common.contracts contracts
 
+.PHONY: rules
+rules: setup ## regenerate the PrometheusRule (deploy/k8s/base/monitoring) from the alert rule file
+	@$(UV) run python scripts/deploy/render_rules.py
+
 .PHONY: bench
 bench: setup ## benchmarks (print numbers; start the infrastructure first when needed)
 	@$(UV) run python bench/booking_throughput.py $(BENCH_ARGS)
