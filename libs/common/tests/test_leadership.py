@@ -103,3 +103,20 @@ async def test_an_unreachable_database_is_retried_not_raised(caplog: pytest.LogC
     assert not worker.working
     holder.stop()
     await asyncio.wait_for(task, timeout=35)
+
+
+async def test_postgres_ends_a_vanished_holders_session_within_a_minute(postgres_dsn: str) -> None:
+    """A holder whose node is lost or cut off sends no FIN: Postgres frees the lock only when it ends that session,
+    which without TCP keepalives takes the OS default (over 2 hours on Linux), and no standby could take over."""
+    found: dict[str, int] = {}
+    holder = leadership(postgres_dsn, f"test-lock:{uuid.uuid4().hex}")
+
+    async def lead(conn: asyncpg.Connection[Any]) -> None:
+        rows = await conn.fetch("SELECT name, setting FROM pg_settings WHERE name LIKE 'tcp_%'")
+        found.update({row["name"]: int(row["setting"]) for row in rows})
+        holder.stop()
+
+    await asyncio.wait_for(holder.run(lead), timeout=30)
+    idle, interval, count = (found[f"tcp_keepalives_{n}"] for n in ("idle", "interval", "count"))
+    assert 0 < idle + interval * count <= 60, found  # an idle session: keepalive probes unanswered
+    assert 0 < found["tcp_user_timeout"] <= 60_000, found  # ms; a session with data unacknowledged

@@ -4,6 +4,14 @@ A session lock lives as long as the connection that took it: a replica that cras
 ends, loses the lock, and a standby (retrying every `retry_interval`) takes it. The holder learns of the loss from
 that same connection (closed, or not answering a ping within `ping_timeout`), and its work is cancelled at once,
 before a standby can have taken over: Postgres frees the lock only once the session is gone.
+
+Postgres ends the session of a holder that vanished without closing it (node lost, network cut) by TCP keepalives,
+set on the lock's session to about half a minute (the OS default is over two hours, during which no standby could
+take over). Exception: a session Postgres itself ends (pg_terminate_backend, a restart) frees the lock at once, and
+the old holder's work runs until its next ping (`ping_interval`) while a standby may already lead.
+
+The lock needs a session of its own: the DSN must reach Postgres directly or through a pooler in session mode
+(PgBouncer's transaction or statement mode would hand the session, and the lock, to other clients).
 """
 
 from __future__ import annotations
@@ -21,6 +29,9 @@ log = logging.getLogger(__name__)
 
 Lead = Callable[[Conn], Awaitable[None]]
 MAX_BACKOFF_SECONDS = 30.0
+# Postgres notices a vanished holder within ~25 s idle (10 + 3 probes 5 s apart), 30 s with data unacknowledged.
+SESSION_SETTINGS = {"tcp_keepalives_idle": "10", "tcp_keepalives_interval": "5", "tcp_keepalives_count": "3",
+                    "tcp_user_timeout": "30000"}
 
 
 class LostLock(ConnectionError):
@@ -64,7 +75,7 @@ class Leadership:
         self._stopping.set()
 
     async def _term(self, lead: Lead, standby: Lead | None, ping: bool) -> None:
-        conn = await connect(self._dsn, self._schema)
+        conn = await connect(self._dsn, self._schema, settings=SESSION_SETTINGS)
         try:
             while not await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", self.name):
                 if standby is not None:

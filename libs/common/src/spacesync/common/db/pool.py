@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
@@ -30,10 +31,11 @@ async def _init_connection(conn: asyncpg.Connection[Any]) -> None:
                                   encoder=lambda v: orjson.dumps(v).decode(), decoder=orjson.loads)
 
 
-async def connect(dsn: str, schema: str) -> asyncpg.Connection[Any]:
-    """A single connection outside the pool (for LISTEN and session advisory locks)."""
+async def connect(dsn: str, schema: str, *, settings: Mapping[str, str] | None = None) -> asyncpg.Connection[Any]:
+    """A single connection outside the pool (for LISTEN and session advisory locks); `settings`: more session
+    settings."""
     conn: asyncpg.Connection[Any] = await asyncpg.connect(
-        dsn, server_settings={"search_path": f"{quote_ident(schema)},public"})
+        dsn, server_settings={"search_path": f"{quote_ident(schema)},public", **(settings or {})})
     await _init_connection(conn)
     return conn
 
