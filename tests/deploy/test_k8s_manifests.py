@@ -244,6 +244,24 @@ def test_scaling(builds: dict[str, list[Manifest]], path: str) -> None:
     assert one(manifests, "PodDisruptionBudget", "exchange-poller")["spec"]["minAvailable"] == 1
 
 
+@pytest.mark.parametrize("path", OVERLAYS)
+def test_keda_reaches_kafka_from_its_own_namespace(builds: dict[str, list[Manifest]], path: str) -> None:
+    """KEDA's operator reads the lag from its own namespace (keda): a bare Service name there resolves to nothing,
+    so every bootstrap address names its namespace (<service>.<namespace>.svc), the Kafka's where it is in the
+    build (dev)."""
+    manifests = builds[path]
+    kafka_namespaces = {k["metadata"]["namespace"] for k in of_kind(manifests, "Kafka")}
+    for scaled in of_kind(manifests, "ScaledObject"):
+        for trigger in (t for t in scaled["spec"]["triggers"] if t["type"] == "kafka"):
+            for address in trigger["metadata"]["bootstrapServers"].split(","):
+                host = address.rsplit(":", 1)[0]
+                labels = host.split(".")
+                assert labels[2:3] == ["svc"], (
+                    f"{name_of(scaled)}: {address} does not resolve from KEDA's namespace (<service>.<namespace>.svc)")
+                if kafka_namespaces:
+                    assert labels[1] in kafka_namespaces, f"{name_of(scaled)}: {address} is not the Kafka's namespace"
+
+
 @pytest.mark.parametrize("path", BUILDS)
 def test_no_replica_count_leaves_consumers_idle(builds: dict[str, list[Manifest]], path: str) -> None:
     """Consumers of a group beyond the topic's partitions get no partition: replicas there only cost."""
@@ -334,7 +352,8 @@ def test_dev_has_the_simulator_kafka_and_postgres(builds: dict[str, list[Manifes
     (kafka,) = of_kind(dev, "Kafka")
     assert {t["metadata"]["labels"]["strimzi.io/cluster"] for t in of_kind(dev, "KafkaTopic")} == {
         kafka["metadata"]["name"]}
-    assert config_map(dev)["KAFKA_BOOTSTRAP_SERVERS"].startswith(f"{kafka['metadata']['name']}-kafka-bootstrap:")
+    assert config_map(dev)["KAFKA_BOOTSTRAP_SERVERS"].startswith(
+        f"{kafka['metadata']['name']}-kafka-bootstrap.{kafka['metadata']['namespace']}.svc:")
     assert {m["metadata"].get("namespace") for m in dev if m["kind"] != "Namespace"} == {"spacesync-dev"}
 
 
