@@ -294,3 +294,30 @@ def test_grafana_loads_the_dashboards_it_is_given(services: dict[str, dict[str, 
     assert [(s["type"], s["url"], s.get("isDefault")) for s in sources] == \
         [("prometheus", "http://prometheus:9090", True)]
     assert sources[0]["uid"], "the data source needs a fixed uid"
+
+
+def test_kafka_keeps_its_log_on_its_volume(services: dict[str, dict[str, Any]]) -> None:
+    """apache/kafka renders server.properties from the KAFKA_* variables alone: without KAFKA_LOG_DIRS the log is
+    in the container's /tmp, and a recreated container (a new image, `down`) starts with no topics and no
+    committed offsets next to a database that remembers what it published."""
+    kafka = services["kafka"]
+    named = {target for source, _, target in (v.partition(":") for v in kafka.get("volumes", []))
+             if not source.startswith((".", "/", "~"))}
+    log_dirs = environment(kafka).get("KAFKA_LOG_DIRS", "/tmp/kafka-logs").split(",")  # noqa: S108 (Kafka's default)
+    outside = [d for d in log_dirs if not any(d == v or d.startswith(v.rstrip("/") + "/") for v in named)]
+    assert not outside, f"Kafka's log.dirs {outside} are not on a named volume ({sorted(named)})"
+
+
+def test_stopping_waits_for_the_drain(services: dict[str, dict[str, Any]]) -> None:
+    """docker stop's SIGKILL comes after uvicorn's graceful period and the consumers' drain (each the shutdown
+    grace) plus the writer's 5 s margin, as terminationGracePeriodSeconds does in Kubernetes."""
+    for name, service in ours(services).items():
+        if service.get("restart") == "no" or name == "exchange-simulator":  # the demo job; nothing to drain
+            continue
+        settings = settings_of(module_of(service))
+        grace = float(environment(service).get("SPACESYNC_SHUTDOWN_GRACE_SECONDS",
+                                               settings.model_fields["shutdown_grace_seconds"].default))
+        period = service.get("stop_grace_period", "10s")  # compose's default
+        seconds = re.fullmatch(r"(\d+)s", period)
+        assert seconds is not None, f"{name}: stop_grace_period {period!r}: write it in seconds (60s)"
+        assert int(seconds[1]) > 2 * grace + 5, f"{name}: stop_grace_period {period} <= 2 x {grace} s + 5 s"
