@@ -50,6 +50,7 @@ from spacesync.common.exchange import (
 from spacesync.common.exchange.errors import Call, classify
 from spacesync.exchange_simulator.embedded import EmbeddedSimulator
 from spacesync.exchange_simulator.seed import Seed, load_seed
+from spacesync.testing import wait_until
 from spacesync.testing.exchange import SchemaCheck
 
 WRITER = "LIBRARY\\svc-spacesync"
@@ -708,6 +709,23 @@ async def test_calls_per_server_are_bounded(simulator: EmbeddedSimulator, admin:
     finally:
         await bounded.close()
         close_connections()
+
+
+async def test_a_cancelled_call_is_counted_as_cancelled_not_as_an_error(
+        simulator: EmbeddedSimulator, gateway: ExchangeGateway, admin: httpx.AsyncClient) -> None:
+    """A poller losing its lock or a service shutting down cancels its calls in flight: those are no Exchange
+    failures (SpacesyncExchangeErrorsHigh counts every outcome but ok, item_gone, rejected, throttled, cancelled)."""
+    await gateway.find_stamped(server(simulator), ROOM, "warm-up")
+    await add_fault(admin, kind="latency", latency_ms=2000, scope="account", target=WRITER)
+    errors = sample("spacesync_ews_requests_total", operation="find_stamped", outcome="error")
+    cancelled = sample("spacesync_ews_requests_total", operation="find_stamped", outcome="cancelled")
+    call = asyncio.create_task(gateway.find_stamped(server(simulator), ROOM, "slot-1"))
+    await wait_until(lambda: simulator.state.gate.current(WRITER) >= 1, message="the call reached Exchange")
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    assert sample("spacesync_ews_requests_total", operation="find_stamped", outcome="error") == errors
+    assert sample("spacesync_ews_requests_total", operation="find_stamped", outcome="cancelled") == cancelled + 1
 
 
 # -- settings change ----------------------------------------------------------------------------------------------

@@ -383,6 +383,9 @@ class ExchangeGateway:
             self._remember_version(state)
             outcome = "ok"
             return result
+        except asyncio.CancelledError:
+            outcome = "cancelled"  # our side gave up (lost lock, shutdown): no Exchange failure
+            raise
         except Exception as error:
             timed_out = isinstance(error, TimeoutError) and deadline is not None and loop.time() >= deadline
             mapped = self._timed_out(call) if timed_out else classify(error, call)

@@ -7,7 +7,8 @@ from prometheus_client import Counter, Gauge, Histogram
 REQUESTS = Counter(
     "spacesync_ews_requests",
     "Exchange (EWS) calls made by the gateway, by operation and outcome "
-    "(ok, item_gone, rejected, or the connection problem: throttled, timeout, wrong_credentials, ...)",
+    "(ok, item_gone, rejected, cancelled by the caller, or the connection problem: throttled, timeout, "
+    "wrong_credentials, ...)",
     ["operation", "outcome"],
 )
 REQUEST_SECONDS = Histogram(
