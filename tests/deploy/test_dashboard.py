@@ -117,6 +117,24 @@ def test_the_alerts_panels_name_exist(board: dict[str, Any]) -> None:
     assert not {(title, name) for title, name in named if name not in alerts}
 
 
+def test_every_selector_is_scoped_to_the_chosen_namespace(board: dict[str, Any]) -> None:
+    """One Prometheus may watch dev and prod (the rules keep `namespace`): unscoped queries would add both up
+    (Active pollers 2) or take the max across two Kafka clusters' lag. Compose has no namespace: ".*" matches."""
+    names = [variable["name"] for variable in board["templating"]["list"]]
+    assert "namespace" in names
+    unscoped = {f"{query.panel} {query.ref_id}: {name}" for query in dashboard.queries(board)
+                for name, matchers in dashboard.selectors(query.expr) if 'namespace=~"$namespace"' not in matchers}
+    assert not unscoped, "selectors without namespace=~\"$namespace\":\n" + "\n".join(sorted(unscoped))
+
+
+@pytest.mark.parametrize(("expr", "found"), [
+    ('sum by (job) (rate(a_total{job=~"x|y"}[5m])) / on (job) b', [("a_total", 'job=~"x|y"'), ("b", "")]),
+    ('label_replace(c {n="a"}, "kind", "up", "", "") or vector(0) > bool 1e3', [("c", 'n="a"')]),
+])
+def test_selectors_are_read_from_a_query(expr: str, found: list[tuple[str, str]]) -> None:
+    assert dashboard.selectors(expr) == found
+
+
 async def test_every_query_parses(board: dict[str, Any], tmp_path: Path) -> None:
     async with run_prometheus(require_tool("prometheus"), tmp_path, {}) as prometheus:
         failures = []
@@ -149,6 +167,6 @@ def test_metric_names_are_read_from_a_query(expr: str, names: set[str]) -> None:
 def test_grafana_variables_are_substituted() -> None:
     assert dashboard.substitute('rate(x{job=~"$job"}[$__rate_interval]) [[job]] ${job:regex}') == \
         'rate(x{job=~".*"}[30s]) .* .*'
-    with pytest.raises(KeyError, match="namespace"):
-        dashboard.substitute('x{namespace="$namespace"}')
+    with pytest.raises(KeyError, match="cluster"):
+        dashboard.substitute('x{cluster="$cluster"}')
 

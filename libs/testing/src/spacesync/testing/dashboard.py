@@ -16,6 +16,7 @@ GRAFANA_VALUES = {
     "__interval": "15s",
     "__range": "5m",
     "__range_s": "300",
+    "namespace": ".*",
     "job": ".*",
 }
 
@@ -84,3 +85,28 @@ def metric_names(expr: str) -> set[str]:
             continue
         names.add(match.group())
     return names
+
+
+_SELECTOR_PARTS = re.compile(r"""(?P<string>"(?:\\.|[^"\\])*"|'(?:\\.|[^'\\])*'|`[^`]*`)"""
+                             r"|(?P<matchers>\{[^}]*\})|(?P<range>\[[^\]]*\])"
+                             r"|(?P<grouping>\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\))"
+                             r"|(?P<name>(?<![\w.])[a-zA-Z_:][\w:]*)")
+
+
+_CLAUSE_FIRST = re.compile(r"(?:by|without)\s*\([^)]*\)\s*\(")  # sum by (job) (...): an aggregation
+
+
+def selectors(expr: str) -> list[tuple[str, str]]:
+    """Each metric selector of a query: (metric name, its matchers between the braces, "" without braces)."""
+    found: list[tuple[str, str]] = []
+    parts = list(_SELECTOR_PARTS.finditer(expr))
+    for index, part in enumerate(parts):
+        name = part.group("name")
+        rest = expr[part.end():].lstrip()
+        if name is None or name.lower() in _KEYWORDS or rest.startswith("(") or _CLAUSE_FIRST.match(rest):
+            continue
+        following = parts[index + 1] if index + 1 < len(parts) else None
+        braces = following is not None and following.group("matchers") is not None \
+            and not expr[part.end():following.start()].strip()
+        found.append((name, following.group()[1:-1] if following is not None and braces else ""))
+    return found
