@@ -21,6 +21,7 @@ from spacesync.exchange_poller.settings import PollerSettings
 from spacesync.exchange_simulator.settings import SimulatorSettings
 from spacesync.exchange_writer.settings import WriterSettings
 from spacesync.testing.kube import K8S, Manifest, build, containers, name_of, schema_errors
+from spacesync.testing.netpol import External, Pod, connects, selects
 from spacesync.testing.settings import env_names
 
 BUILDS = ("base", "overlays/dev", "overlays/prod")
@@ -62,19 +63,6 @@ def one(manifests: list[Manifest], kind: str, name: str) -> Manifest:
     found = [m for m in of_kind(manifests, kind) if m["metadata"]["name"] == name]
     assert len(found) == 1, f"expected one {kind}/{name}, found {len(found)}"
     return found[0]
-
-
-def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
-    """A label selector (matchLabels, matchExpressions with In/NotIn/Exists) matches the labels."""
-    if any(labels.get(key) != value for key, value in selector.get("matchLabels", {}).items()):
-        return False
-    for expression in selector.get("matchExpressions", []):
-        key, operator, values = expression["key"], expression["operator"], expression.get("values", [])
-        ok = {"In": labels.get(key) in values, "NotIn": labels.get(key) not in values,
-              "Exists": key in labels, "DoesNotExist": key not in labels}[operator]
-        if not ok:
-            return False
-    return True
 
 
 def pod_labels(workload: Manifest) -> dict[str, str]:
@@ -395,38 +383,61 @@ def test_encryption_key_goes_to_the_services_that_decrypt(builds: dict[str, list
 # --- network policies -------------------------------------------------------------------------------------------
 
 
-def allowed(manifests: list[Manifest], pod: dict[str, str], direction: str, port: int,
-            protocol: str = "TCP") -> bool:
-    """Whether some NetworkPolicy selecting the pod lets traffic on the port through in that direction (peers
-    are not evaluated: the port decides here)."""
-    for policy in of_kind(manifests, "NetworkPolicy"):
-        spec = policy["spec"]
-        if direction not in spec["policyTypes"] or not selects(spec["podSelector"], pod):
-            continue
-        for rule in spec.get(direction.lower(), []):
-            ports = rule.get("ports")
-            if not ports or any(p["port"] == port and p.get("protocol", "TCP") == protocol for p in ports):
-                return True
-    return False
+# Peers outside our manifests, as the README's prerequisites name them.
+DNS = Pod("kube-system", {"k8s-app": "kube-dns"})
+PROMETHEUS = Pod("monitoring", {"app.kubernetes.io/name": "prometheus"})
+INGRESS_CONTROLLER = Pod("ingress-nginx", {"app.kubernetes.io/name": "ingress-nginx"})
+KEDA_OPERATOR = Pod("keda", {"app": "keda-operator"})
+EXCHANGE = External("203.0.113.25")  # any address outside the cluster on 443
+
+
+def kafka_brokers(manifests: list[Manifest]) -> Pod:
+    """Strimzi's broker pods of the cluster KAFKA_BOOTSTRAP_SERVERS names (<cluster>-kafka-bootstrap.<namespace>.svc),
+    which must be the cluster the KafkaTopics name."""
+    service, namespace = config_map(manifests)["KAFKA_BOOTSTRAP_SERVERS"].split(":")[0].split(".")[:2]
+    cluster = service.removesuffix("-kafka-bootstrap")
+    assert {t["metadata"]["labels"]["strimzi.io/cluster"] for t in of_kind(manifests, "KafkaTopic")} == {cluster}
+    return Pod(namespace, {"strimzi.io/cluster": cluster, "strimzi.io/kind": "Kafka",
+                           "strimzi.io/name": f"{cluster}-kafka", "strimzi.io/component-type": "kafka"})
+
+
+def database(manifests: list[Manifest], namespace: str) -> Pod | External:
+    """Dev's Postgres pod; prod's database, an address the operator puts in allow-postgres-egress."""
+    postgres = of_kind(manifests, "StatefulSet")
+    if postgres:
+        return Pod(namespace, pod_labels(postgres[0]))
+    (peer,) = one(manifests, "NetworkPolicy", "allow-postgres-egress")["spec"]["egress"][0]["to"]
+    return External(peer["ipBlock"]["cidr"].split("/")[0])
 
 
 @pytest.mark.parametrize("path", OVERLAYS)
 def test_network_policies(builds: dict[str, list[Manifest]], path: str) -> None:
+    """Each flow the services need, evaluated with its peers (namespaces, pod labels, addresses) on both ends."""
     manifests = builds[path]
-    deny = one(manifests, "NetworkPolicy", "default-deny")["spec"]
-    assert deny == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
-    pods = {d["metadata"]["name"]: pod_labels(d) for d in spacesync_deployments(manifests)}
+    policies = of_kind(manifests, "NetworkPolicy")
+    deny = one(manifests, "NetworkPolicy", "default-deny")
+    assert deny["spec"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+    namespace = deny["metadata"]["namespace"]
+    pods = {d["metadata"]["name"]: Pod(namespace, pod_labels(d)) for d in spacesync_deployments(manifests)}
+    brokers, postgres = kafka_brokers(manifests), database(manifests, namespace)
     for name, pod in pods.items():
-        assert allowed(manifests, pod, "Egress", 53, "UDP"), f"{name}: no DNS"
-        assert allowed(manifests, pod, "Ingress", 8080), f"{name}: Prometheus cannot scrape it"
+        for protocol in ("UDP", "TCP"):
+            assert connects(policies, pod, DNS, 53, protocol), f"{name}: no DNS over {protocol}"
+        assert connects(policies, PROMETHEUS, pod, 8080), f"{name}: Prometheus cannot scrape it"
+        assert connects(policies, INGRESS_CONTROLLER, pod, 8080) == (
+            name in ("booking-service", "availability-service")), f"{name}: from the ingress controller"
         if name != "exchange-simulator":
-            assert allowed(manifests, pod, "Egress", 9092), f"{name}: no Kafka"
-        assert allowed(manifests, pod, "Egress", 5432) == (name in SERVICES), f"{name}: Postgres"
+            assert connects(policies, pod, brokers, 9092), f"{name}: cannot reach Kafka at {brokers}"
+        assert connects(policies, pod, postgres, 5432) == (name in SERVICES), f"{name}: Postgres"
         talks_to_exchange = name in ("booking-service", "exchange-writer", "exchange-poller")
-        assert allowed(manifests, pod, "Egress", 443) == talks_to_exchange, f"{name}: Exchange"
-    front = one(manifests, "NetworkPolicy", "allow-ingress-controller")["spec"]["podSelector"]
-    assert {n for n, pod in pods.items() if selects(front, pod)} == {"booking-service", "availability-service"}
+        assert connects(policies, pod, EXCHANGE, 443) == talks_to_exchange, f"{name}: Exchange"
+        assert not connects(policies, pod, EXCHANGE, 8080), f"{name}: egress beyond what it needs"
+    assert connects(policies, KEDA_OPERATOR, brokers, 9092), "KEDA cannot read the consumer lag"
     if path == "overlays/dev":
-        simulator = pods["exchange-simulator"]
-        assert allowed(manifests, pods["exchange-writer"], "Egress", 8080), "the writer cannot reach the simulator"
-        assert allowed(manifests, simulator, "Ingress", 8080)
+        for name in ("booking-service", "exchange-writer", "exchange-poller"):
+            assert connects(policies, pods[name], pods["exchange-simulator"], 8080), f"{name}: no simulator"
+        demo = Pod(namespace, pod_labels(one(manifests, "Job", "demo-data")))
+        assert connects(policies, demo, DNS, 53, "UDP")
+        for target in ("booking-service", "exchange-simulator"):
+            assert connects(policies, demo, pods[target], 8080), f"demo-data cannot reach {target}"
+        assert not connects(policies, demo, pods["exchange-writer"], 8080)
