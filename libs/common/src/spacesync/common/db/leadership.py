@@ -7,8 +7,10 @@ before a standby can have taken over: Postgres frees the lock only once the sess
 
 Postgres ends the session of a holder that vanished without closing it (node lost, network cut) by TCP keepalives,
 set on the lock's session to about half a minute (the OS default is over two hours, during which no standby could
-take over). Exception: a session Postgres itself ends (pg_terminate_backend, a restart) frees the lock at once, and
-the old holder's work runs until its next ping (`ping_interval`) while a standby may already lead.
+take over). Exception: a session Postgres frees without the holder hearing of it (a failover moving the database's
+address, a connection cut after Postgres ended the session) frees the lock at once, and the old holder's work runs
+until a ping fails (up to `ping_interval` + `ping_timeout`) while a standby may already lead. A session Postgres
+ends in the open (pg_terminate_backend, a restart) is noticed at once (the termination listener).
 
 The lock needs a session of its own: the DSN must reach Postgres directly or through a pooler in session mode
 (PgBouncer's transaction or statement mode would hand the session, and the lock, to other clients).
