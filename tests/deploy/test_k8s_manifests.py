@@ -127,6 +127,19 @@ def test_probes_resources_and_security(builds: dict[str, list[Manifest]], path: 
 
 
 @pytest.mark.parametrize("path", BUILDS)
+def test_replicas_spread_over_nodes(builds: dict[str, list[Manifest]], path: str) -> None:
+    """A service that runs more than one pod asks for them on different nodes: a node's loss leaves one running
+    (the poller's standby above all)."""
+    for service in SERVICES:
+        deployment = one(builds[path], "Deployment", service)
+        spreads = [c for c in deployment["spec"]["template"]["spec"].get("topologySpreadConstraints", [])
+                   if c["topologyKey"] == "kubernetes.io/hostname"
+                   and selects(c["labelSelector"], pod_labels(deployment))]
+        assert spreads, f"{name_of(deployment)}: nothing spreads its pods over nodes"
+        assert spreads[0]["maxSkew"] == 1, name_of(deployment)
+
+
+@pytest.mark.parametrize("path", BUILDS)
 def test_termination_outlasts_the_drain(builds: dict[str, list[Manifest]], path: str) -> None:
     """SIGKILL comes after preStop + uvicorn's graceful period + the app's drain (both the shutdown grace) +
     the writer's 5 s margin: nothing in flight is cut off."""
