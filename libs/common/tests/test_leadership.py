@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -120,3 +121,20 @@ async def test_postgres_ends_a_vanished_holders_session_within_a_minute(postgres
     idle, interval, count = (found[f"tcp_keepalives_{n}"] for n in ("idle", "interval", "count"))
     assert 0 < idle + interval * count <= 60, found  # an idle session: keepalive probes unanswered
     assert 0 < found["tcp_user_timeout"] <= 60_000, found  # ms; a session with data unacknowledged
+
+
+async def test_the_lock_holders_session_names_the_lock_and_the_host(postgres_dsn: str) -> None:
+    """An operator finds which pod holds the lock (a hung one to restart) from pg_stat_activity."""
+    name = f"test-lock:{uuid.uuid4().hex[:8]}"
+    holder = leadership(postgres_dsn, name)
+    seen: list[str] = []
+
+    async def lead(conn: asyncpg.Connection[Any]) -> None:
+        seen.append(await conn.fetchval(
+            "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
+            " WHERE l.locktype = 'advisory' AND l.granted AND l.objid = (hashtext($1)::bigint & 4294967295)::oid",
+            name))
+        holder.stop()
+
+    await asyncio.wait_for(holder.run(lead), timeout=30)
+    assert seen == [f"{name} {socket.gethostname()}"]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 
 import asyncpg
@@ -77,7 +78,9 @@ class Leadership:
         self._stopping.set()
 
     async def _term(self, lead: Lead, standby: Lead | None, ping: bool) -> None:
-        conn = await connect(self._dsn, self._schema, settings=SESSION_SETTINGS)
+        # application_name: pg_stat_activity tells operators which pod (host name) holds which lock.
+        identity = f"{self.name} {socket.gethostname()}"[:63]
+        conn = await connect(self._dsn, self._schema, settings={**SESSION_SETTINGS, "application_name": identity})
         try:
             while not await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", self.name):
                 if standby is not None:
