@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from prometheus_client import REGISTRY
@@ -237,3 +238,61 @@ def _refused_count(schema: str) -> float:
     value = REGISTRY.get_sample_value("spacesync_outbox_refused_total",
                                       {"schema": schema, "topic": "catalog.events"})
     return value or 0.0
+
+
+class CuttableProxy:
+    """A TCP proxy to PostgreSQL whose cut() closes the open connections and refuses new ones (a network cut)."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self._target = target
+        self._writers: list[asyncio.StreamWriter] = []
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection(*self._target)
+        self._writers += [writer, upstream_writer]
+        await asyncio.gather(self._pipe(reader, upstream_writer), self._pipe(upstream_reader, writer))
+
+    @staticmethod
+    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError):
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+
+    async def cut(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in self._writers:
+            writer.transport.abort()
+        await self._server.wait_closed()
+
+
+async def test_a_replica_that_cannot_reach_postgres_reports_no_frozen_outbox_age(
+    outbox_db: Database, kafka: tuple[KafkaSettings, Any],
+) -> None:
+    """Its last reading would stay on /metrics for as long as it is cut off: SpacesyncOutboxStuck (max over the
+    replicas) would fire on an old age, or a small one hide nothing. It reports no age instead."""
+    settings, broker = kafka
+    address = urlsplit(outbox_db.dsn)
+    proxy = CuttableProxy((address.hostname or "127.0.0.1", address.port or 5432))
+    port = await proxy.start()
+    dsn = urlunsplit(address._replace(netloc=f"{address.netloc.rsplit('@', 1)[0]}@127.0.0.1:{port}"))
+    relay = OutboxRelay(dsn=dsn, schema=outbox_db.schema, sender=BrokerSender(broker), source="/test",
+                        topic_name=settings.topic, ready=lambda: False, poll_interval=0.1)
+
+    def age() -> float | None:
+        return REGISTRY.get_sample_value("spacesync_outbox_oldest_unpublished_age_seconds",
+                                         {"schema": outbox_db.schema})
+
+    await add(outbox_db, location(1, "loc-cut"))
+    async with running(relay):
+        await wait_until(lambda: (age() or 0) > 0, message="the unpublished row's age observed")
+        await proxy.cut()
+        await wait_until(lambda: age() is None, timeout=15, message="no age reported once cut off")

@@ -44,7 +44,9 @@ class LostLock(ConnectionError):
 class Leadership:
     def __init__(self, dsn: str, schema: str, name: str, *, retry_interval: float = 1.0,
                  ping_interval: float = 2.0, ping_timeout: float = 5.0,
-                 on_change: Callable[[bool], None] = lambda _: None) -> None:
+                 on_change: Callable[[bool], None] = lambda _: None,
+                 on_error: Callable[[Exception], None] = lambda _: None) -> None:
+        """`on_error`: a term (standby or active) ended with an error, e.g. Postgres unreachable; tried again later."""
         self._dsn = dsn
         self._schema = schema
         self.name = name
@@ -52,6 +54,7 @@ class Leadership:
         self._ping_interval = ping_interval
         self._ping_timeout = ping_timeout
         self._on_change = on_change
+        self._on_error = on_error
         self._stopping = asyncio.Event()
         self.is_leader = False
 
@@ -70,6 +73,7 @@ class Leadership:
             except Exception as error:
                 log.warning("active instance lost its lock or could not take it; retrying", exc_info=error,
                             extra={"lock": self.name, "error": repr(error), "retry_in": backoff})
+                self._on_error(error)
                 await self._pause(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
 

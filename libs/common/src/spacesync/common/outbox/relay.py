@@ -87,7 +87,8 @@ class OutboxRelay:
         self._last_purge = 0.0
         self._leadership = Leadership(
             dsn, schema, f"outbox-relay:{schema}", retry_interval=poll_interval,
-            on_change=lambda leader: OUTBOX_RELAY_LEADER.labels(schema).set(1 if leader else 0))
+            on_change=lambda leader: OUTBOX_RELAY_LEADER.labels(schema).set(1 if leader else 0),
+            on_error=lambda _: self._forget_backlog())
         OUTBOX_RELAY_LEADER.labels(schema).set(0)
 
     @classmethod
@@ -214,6 +215,13 @@ class OutboxRelay:
         assert row is not None
         OUTBOX_BACKLOG.labels(self._schema).set(row["backlog"])
         OUTBOX_OLDEST_AGE.labels(self._schema).set(float(row["oldest"]))
+
+    def _forget_backlog(self) -> None:
+        """Cut off from Postgres, a replica reports no backlog rather than its last reading frozen on /metrics
+        (an old age would keep SpacesyncOutboxStuck firing; the replicas that can read report)."""
+        for gauge in (OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE):
+            with contextlib.suppress(KeyError):
+                gauge.remove(self._schema)
 
     async def _purge_published(self, conn: asyncpg.Connection[Any]) -> None:
         """Published rows are kept a while for inspection, then deleted (at most once a minute)."""
