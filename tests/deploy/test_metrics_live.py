@@ -9,7 +9,6 @@ a metric that breaks it is fixed where it is defined, so nothing is allowed here
 from __future__ import annotations
 
 import asyncio
-import re
 import subprocess
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -24,6 +23,7 @@ from spacesync.testing.kafka import delete_topics
 from spacesync.testing.stack import (
     AVAILABILITY,
     BOOKING,
+    LAG_EXPORTER,
     MODULES,
     POLLER,
     SIMULATOR,
@@ -36,7 +36,6 @@ from spacesync.testing.tools import require_tool
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
-LAG_EXPORTER = "kafka-lag-exporter"
 SERVICES = [*MODULES, LAG_EXPORTER]
 FAST = {"SPACESYNC_POLL_INTERVAL_SECONDS": "2", "SPACESYNC_RECONCILE_INTERVAL_SECONDS": "5"}
 # Not ours, so not fixable here; each with why. (Empty: every metric our processes serve passes.)
@@ -50,10 +49,7 @@ async def stack(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Async
         try:
             async with local:
                 await local.start_all()
-                await local.start(LAG_EXPORTER, module="spacesync.common.kafka.lag_exporter", env={
-                    "SPACESYNC_LAG_EXPORTER_GROUPS": f".*-{local.run_id}",
-                    "SPACESYNC_LAG_EXPORTER_TOPICS": re.escape(local.topic_prefix) + ".*",
-                    "SPACESYNC_LAG_EXPORTER_INTERVAL_SECONDS": "1"})
+                await local.start_lag_exporter()
                 await drive_traffic(local)
                 yield local
         finally:

@@ -30,6 +30,7 @@ from spacesync.testing.prometheus import PrometheusServer, run_prometheus
 from spacesync.testing.stack import (
     AVAILABILITY,
     CONSUMERS,
+    LAG_EXPORTER,
     ROOMS,
     SIMULATOR,
     WRITER,
@@ -46,7 +47,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "k8s" / "base" / "monitoring" / "rules" / "spacesync.rules.yml"
 DASHBOARD = ROOT / "deploy" / "k8s" / "base" / "monitoring" / "dashboards" / "spacesync.json"
-LAG_EXPORTER = "kafka-lag-exporter"
 LAG_ALERT = "SpacesyncConsumerLagGrowing"
 BOOKINGS_PER_SECOND = 2.0
 # Quicker than production so a short test sees every stage: rooms polled and reconciled, lag measured often.
@@ -61,10 +61,7 @@ async def stack(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Async
         try:
             async with local:
                 await local.start_all()
-                await local.start(LAG_EXPORTER, module="spacesync.common.kafka.lag_exporter", env={
-                    "SPACESYNC_LAG_EXPORTER_GROUPS": f".*-{local.run_id}",
-                    "SPACESYNC_LAG_EXPORTER_TOPICS": re.escape(local.topic_prefix) + ".*",
-                    "SPACESYNC_LAG_EXPORTER_INTERVAL_SECONDS": "1"})
+                await local.start_lag_exporter()
                 yield local
         finally:
             await delete_topics(infra.kafka_bootstrap, [local.topic_prefix])

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import socket
 import sys
@@ -48,6 +49,7 @@ MODULES = {
     AVAILABILITY: "spacesync.availability_service",
 }
 CONSUMERS = (BOOKING, WRITER, POLLER, AVAILABILITY)
+LAG_EXPORTER = "kafka-lag-exporter"
 ADMIN_TOKEN = "stack-admin-token"  # noqa: S105 - a test stack's admin token
 # The simulator's demo seed (demo_seed.yaml): the sync account and its rooms.
 EXCHANGE_ACCOUNT = {"username": "LIBRARY\\svc-spacesync", "password": "demo-password"}
@@ -180,6 +182,13 @@ class LocalStack:
     async def start_all(self) -> None:
         for name in MODULES:
             await self.start(name)
+
+    async def start_lag_exporter(self) -> StackProcess:
+        """The Kafka lag exporter, reporting this stack's consumer groups and topics only, every second."""
+        return await self.start(LAG_EXPORTER, module="spacesync.common.kafka.lag_exporter", env={
+            "SPACESYNC_LAG_EXPORTER_GROUPS": f".*-{self.run_id}",
+            "SPACESYNC_LAG_EXPORTER_TOPICS": re.escape(self.topic_prefix) + ".*",
+            "SPACESYNC_LAG_EXPORTER_INTERVAL_SECONDS": "1"})
 
     async def stop(self, name: str) -> int:
         """SIGTERM (a graceful shutdown), then the exit code; killed when it does not stop in time."""
