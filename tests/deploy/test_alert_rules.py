@@ -63,8 +63,8 @@ def test_the_unit_tests_pass() -> None:
 
 def test_the_unit_tests_catch_a_changed_threshold(tmp_path: Path) -> None:
     """Mutation check: the lag alert with a far higher threshold no longer fires where the tests expect it."""
-    mutated = RULES.read_text().replace("consumergroup_topic:kafka_consumergroup_lag:sum > 50",
-                                        "consumergroup_topic:kafka_consumergroup_lag:sum > 5000")
+    mutated = RULES.read_text().replace("namespace_consumergroup_topic:kafka_consumergroup_lag:sum > 50",
+                                        "namespace_consumergroup_topic:kafka_consumergroup_lag:sum > 5000")
     assert mutated != RULES.read_text()
     (tmp_path / "spacesync.rules.yml").write_text(mutated)
     (tmp_path / "tests").mkdir()
