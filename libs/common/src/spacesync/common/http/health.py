@@ -1,4 +1,7 @@
-"""/healthz (the process is alive), /readyz (its dependencies answer) and /metrics (Prometheus)."""
+"""/healthz (the process is alive), /readyz (its dependencies answer) and /metrics (Prometheus).
+
+The checks' outcomes are also the gauge spacesync_dependency_up, refreshed on every /readyz and every scrape: an
+unready pod gets no traffic, so only this tells Prometheus that every replica has lost PostgreSQL or Kafka."""
 
 from __future__ import annotations
 
@@ -8,9 +11,14 @@ from dataclasses import dataclass, field
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Gauge, generate_latest
 
 Check = Callable[[], Awaitable[None]]
+
+DEPENDENCY_UP = Gauge(
+    "spacesync_dependency_up",
+    "1 if the dependency answered this instance's last readiness check, 0 if it failed or timed out.",
+    ["dependency", "required"])
 
 
 @dataclass
@@ -26,6 +34,9 @@ class HealthChecks:
         checks = [*self.required.values(), *self.informational.values()]
         results = await asyncio.gather(*(self._one(check) for check in checks))
         report = dict(zip(names, results, strict=True))
+        for name, result in report.items():
+            DEPENDENCY_UP.labels(dependency=name, required=str(name in self.required).lower()).set(
+                1 if result == "ok" else 0)
         ready = all(report[name] == "ok" for name in self.required)
         return ready, report
 
@@ -52,6 +63,7 @@ def health_router(checks: HealthChecks) -> APIRouter:
 
     @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
     async def metrics() -> Response:
+        await checks.run()  # spacesync_dependency_up no older than this scrape, even where nothing probes /readyz
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     return router
