@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 
 import httpx
@@ -76,19 +76,23 @@ async def drive_traffic(stack: LocalStack) -> None:
     async with stack.admin(AVAILABILITY) as availability:
         day = slot_start(2, 0).date().isoformat()
         (await availability.get(f"/v1/locations/{demo.location_id}/slots", params={"start": day})).raise_for_status()
-    # Each stage's last step: the bookings written to Exchange, rooms read, the bad event dead-lettered.
-    waits = {
-        WRITER: ("spacesync_writer_sync_lag_seconds_count", len(demo.space_ids)),
-        POLLER: ("spacesync_poller_reads_total", len(demo.space_ids)),
-        AVAILABILITY: ("spacesync_dlq_events_total", 1),
-        BOOKING: ("spacesync_outbox_published_total", len(demo.space_ids)),
-        LAG_EXPORTER: ("kafka_consumergroup_lag", 0),
-    }
+    # Each stage's last step: the bookings written to Exchange, rooms read (and the poller's gauges, refreshed on a
+    # timer, showing every room's picture age), the bad event dead-lettered. Counted by the sum of the samples'
+    # values, or (picture ages may be 0) by the number of samples.
+    waits: list[tuple[str, str, int, Callable[[list[float]], float]]] = [
+        (WRITER, "spacesync_writer_sync_lag_seconds_count", len(demo.space_ids), sum),
+        (POLLER, "spacesync_poller_reads_total", len(demo.space_ids), sum),
+        (POLLER, "spacesync_poller_picture_age_seconds", len(demo.space_ids), len),
+        (AVAILABILITY, "spacesync_dlq_events_total", 1, sum),
+        (BOOKING, "spacesync_outbox_published_total", len(demo.space_ids), sum),
+        (LAG_EXPORTER, "kafka_consumergroup_lag", 0, sum),
+    ]
     async with httpx.AsyncClient(timeout=10) as client:
-        for name, (sample, at_least) in waits.items():
-            async def counted(name: str = name, sample: str = sample, at_least: int = at_least) -> bool:
+        for name, sample, at_least, measure in waits:
+            async def counted(name: str = name, sample: str = sample, at_least: int = at_least,
+                              measure: Callable[[list[float]], float] = measure) -> bool:
                 values = samples((await client.get(stack.url(name) + "/metrics")).text, sample)
-                return bool(values) and sum(values) >= at_least
+                return bool(values) and measure(values) >= at_least
             await wait_until(counted, timeout=120, interval=0.5, message=f"{name}'s {sample} >= {at_least}")
 
 
@@ -139,5 +143,8 @@ async def test_the_traffic_gave_labelled_metrics_children(stack: LocalStack) -> 
         SIMULATOR: ["ews_simulator_requests_total{"],
         LAG_EXPORTER: ["kafka_consumergroup_lag{", "kafka_topic_partition_current_offset{"],
     }
+    for name in SERVICES:
+        if name != SIMULATOR:  # it has no dependencies to check
+            expected[name].append("spacesync_dependency_up{")
     missing = {name: [s for s in samples if s not in pages[name].text] for name, samples in expected.items()}
     assert not any(missing.values()), missing
