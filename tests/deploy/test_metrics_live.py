@@ -19,7 +19,6 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
 from spacesync.testing import Infra, wait_until
-from spacesync.testing.kafka import delete_topics
 from spacesync.testing.stack import (
     AVAILABILITY,
     BOOKING,
@@ -29,8 +28,8 @@ from spacesync.testing.stack import (
     SIMULATOR,
     WRITER,
     LocalStack,
-    fresh_database,
     slot_start,
+    whole_stack,
 )
 from spacesync.testing.tools import require_tool
 
@@ -44,16 +43,10 @@ ALLOWED: dict[str, str] = {}
 
 @pytest.fixture(scope="module")
 async def stack(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalStack]:
-    async with fresh_database(infra.postgres_dsn) as dsn:
-        local = LocalStack(infra.kafka_bootstrap, dsn, tmp_path_factory.mktemp("stack"), env=FAST)
-        try:
-            async with local:
-                await local.start_all()
-                await local.start_lag_exporter()
-                await drive_traffic(local)
-                yield local
-        finally:
-            await delete_topics(infra.kafka_bootstrap, [local.topic_prefix])
+    async with whole_stack(infra.kafka_bootstrap, infra.postgres_dsn, tmp_path_factory.mktemp("stack"),
+                           env=FAST) as stack:
+        await drive_traffic(stack)
+        yield stack
 
 
 async def drive_traffic(stack: LocalStack) -> None:

@@ -25,7 +25,6 @@ import yaml
 from aiokafka import AIOKafkaProducer
 
 from spacesync.testing import Infra, dashboard, wait_until
-from spacesync.testing.kafka import delete_topics
 from spacesync.testing.prometheus import PrometheusServer, run_prometheus
 from spacesync.testing.stack import (
     AVAILABILITY,
@@ -37,8 +36,8 @@ from spacesync.testing.stack import (
     Demo,
     LocalStack,
     Traffic,
-    fresh_database,
     slot_start,
+    whole_stack,
 )
 from spacesync.testing.tools import require_tool
 
@@ -56,15 +55,9 @@ FAST = {"SPACESYNC_POLL_INTERVAL_SECONDS": "2", "SPACESYNC_RECONCILE_INTERVAL_SE
 
 @pytest.fixture(scope="module")
 async def stack(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalStack]:
-    async with fresh_database(infra.postgres_dsn) as dsn:
-        local = LocalStack(infra.kafka_bootstrap, dsn, tmp_path_factory.mktemp("stack"), env=FAST)
-        try:
-            async with local:
-                await local.start_all()
-                await local.start_lag_exporter()
-                yield local
-        finally:
-            await delete_topics(infra.kafka_bootstrap, [local.topic_prefix])
+    async with whole_stack(infra.kafka_bootstrap, infra.postgres_dsn, tmp_path_factory.mktemp("stack"),
+                           env=FAST) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="module")

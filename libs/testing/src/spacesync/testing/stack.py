@@ -33,6 +33,7 @@ import asyncpg
 import httpx
 
 from spacesync.common.secrets import generate_key
+from spacesync.testing.kafka import delete_topics
 from spacesync.testing.wait import wait_until
 
 SIMULATOR = "exchange-simulator"
@@ -75,6 +76,22 @@ async def fresh_database(server_dsn: str) -> AsyncIterator[str]:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await admin.close()
+
+
+@asynccontextmanager
+async def whole_stack(kafka_bootstrap: str, server_dsn: str, workdir: Path,
+                      env: dict[str, str] | None = None) -> AsyncIterator[LocalStack]:
+    """Every service and the Kafka lag exporter started on a fresh database; afterwards all stopped, and the
+    stack's topics and database deleted."""
+    async with fresh_database(server_dsn) as dsn:
+        stack = LocalStack(kafka_bootstrap, dsn, workdir, env=env or {})
+        try:
+            async with stack:
+                await stack.start_all()
+                await stack.start_lag_exporter()
+                yield stack
+        finally:
+            await delete_topics(kafka_bootstrap, [stack.topic_prefix])
 
 
 def free_port() -> int:
