@@ -11,14 +11,13 @@ from __future__ import annotations
 import asyncio
 import subprocess
 from collections.abc import AsyncIterator, Callable
-from datetime import timedelta
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
 from spacesync.testing import Infra, wait_until
+from spacesync.testing.kafka import produce
 from spacesync.testing.stack import (
     AVAILABILITY,
     BOOKING,
@@ -28,6 +27,7 @@ from spacesync.testing.stack import (
     SIMULATOR,
     WRITER,
     LocalStack,
+    book_half_hour,
     slot_start,
     whole_stack,
 )
@@ -54,18 +54,9 @@ async def drive_traffic(stack: LocalStack) -> None:
     demo = await stack.load_demo()
     async with httpx.AsyncClient(base_url=stack.url(BOOKING), timeout=30) as client:
         for index, space in enumerate(demo.space_ids):
-            start = slot_start(2, index)
-            response = await client.post("/v1/bookings", json={
-                "patron": {"first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.org"},
-                "slots": [{"space_id": space, "start": start.isoformat(),
-                           "end": (start + timedelta(minutes=30)).isoformat()}]})
+            response = await book_half_hour(client, space, slot_start(2, index))
             assert response.status_code == 201, response.text
-    producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap)
-    await producer.start()
-    try:
-        await producer.send_and_wait(stack.topic_prefix + "booking.events", b"not an event", key=b"x")
-    finally:
-        await producer.stop()
+    await produce(stack.kafka_bootstrap, stack.topic_prefix + "booking.events", b"not an event", key=b"x")
     async with stack.admin(AVAILABILITY) as availability:
         day = slot_start(2, 0).date().isoformat()
         (await availability.get(f"/v1/locations/{demo.location_id}/slots", params={"start": day})).raise_for_status()

@@ -22,9 +22,9 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from aiokafka import AIOKafkaProducer
 
 from spacesync.testing import Infra, dashboard, wait_until
+from spacesync.testing.kafka import produce
 from spacesync.testing.prometheus import PrometheusServer, run_prometheus
 from spacesync.testing.stack import (
     AVAILABILITY,
@@ -108,12 +108,7 @@ async def provoke_what_the_dashboard_shows(stack: LocalStack, demo: Demo) -> Non
                        "count": 3}):
             (await simulator.post("/faults", json=fault)).raise_for_status()
     await stack.book_outlook_meeting(ROOMS[1], slot_start(1, 20))
-    producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap)
-    await producer.start()
-    try:
-        await producer.send_and_wait(stack.topic_prefix + "booking.events", b"not an event", key=b"x")
-    finally:
-        await producer.stop()
+    await produce(stack.kafka_bootstrap, stack.topic_prefix + "booking.events", b"not an event", key=b"x")
     day = slot_start(2, 0).date().isoformat()
     async with stack.admin(AVAILABILITY) as availability:
         for path in (f"/v1/locations/{demo.location_id}/slots", f"/v1/admin/locations/{demo.location_id}/slots"):

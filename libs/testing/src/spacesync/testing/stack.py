@@ -257,11 +257,7 @@ class LocalStack:
                 taken = index % conflict_every == conflict_every - 1 and index >= len(space_ids)
                 slot = index - len(space_ids) if taken else index
                 space = space_ids[slot % len(space_ids)]
-                start = slot_start(2, slot // len(space_ids))
-                response = await client.post("/v1/bookings", json={
-                    "patron": {"first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.org"},
-                    "slots": [{"space_id": space, "start": start.isoformat(),
-                               "end": (start + timedelta(minutes=30)).isoformat()}]})
+                response = await book_half_hour(client, space, slot_start(2, slot // len(space_ids)))
                 traffic.count(response.status_code)
                 await asyncio.sleep(1 / per_second)  # pacing the load, not waiting for anything
 
@@ -277,6 +273,14 @@ def slot_start(days_ahead: int, index: int) -> datetime:
     """The index-th half hour of the day `days_ahead` from today (UTC): distinct slots for distinct indexes."""
     day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=days_ahead)
     return day + timedelta(days=index // 48, minutes=30 * (index % 48))
+
+
+async def book_half_hour(client: httpx.AsyncClient, space_id: str, start: datetime) -> httpx.Response:
+    """POST /v1/bookings on booking-service's client: one patron, one 30-minute slot; the response as it came."""
+    return await client.post("/v1/bookings", json={
+        "patron": {"first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.org"},
+        "slots": [{"space_id": space_id, "start": start.isoformat(),
+                   "end": (start + timedelta(minutes=30)).isoformat()}]})
 
 
 async def _send(client: httpx.AsyncClient, method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
